@@ -1,0 +1,36 @@
+"""Error hierarchy: one root, one subclass per stage, each carrying where it happened."""
+
+from __future__ import annotations
+
+
+class CrmguardError(Exception):
+    """Root of every error crmguard raises on purpose.
+
+    ``file``, ``line`` and ``field`` say where the problem is, when known, so a user can go
+    straight to it; ``str()`` includes them.
+    """
+
+    def __init__(
+        self, message: str, *, file: str | None = None, line: int | None = None, field: str | None = None
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.field = field
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = [p for p in (self.file, f"line {self.line}" if self.line else None, self.field and f"field {self.field}") if p]
+        return f"{': '.join([', '.join(where), self.message]) if where else self.message}"
+
+
+class SourceParseError(CrmguardError):
+    """A log file or record could not be read or recognised."""
+
+
+class LakeError(CrmguardError):
+    """The lake could not be read or written."""
+
+
+class ConfigError(CrmguardError):
+    """A user-supplied option or path is wrong."""

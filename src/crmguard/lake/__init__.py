@@ -1,0 +1,5 @@
+"""The Parquet lake of normalised events and its quarantine."""
+
+from crmguard.lake.store import CommitCounts, Lake
+
+__all__ = ["CommitCounts", "Lake"]

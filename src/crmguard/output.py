@@ -1,0 +1,48 @@
+"""Render Arrow tables for people (Rich table) and machines (CSV, JSON), shared by CLI commands."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from rich.console import Console
+from rich.table import Table
+
+MAX_CELL = 80
+
+
+def _jsonable(value: object) -> object:
+    if hasattr(value, "isoformat"):
+        return value.isoformat().replace("+00:00", "Z")  # type: ignore[union-attr]
+    return str(value)
+
+
+def to_json(table: pa.Table) -> str:
+    """Return ``table`` as a JSON array of objects (timestamps in ISO 8601 UTC)."""
+    return orjson.dumps(table.to_pylist(), default=_jsonable, option=orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z).decode()
+
+
+def render(table: pa.Table, fmt: str, console: Console) -> None:
+    """Print ``table`` as ``table`` (Rich), ``csv`` or ``json`` to ``console`` / stdout."""
+    if fmt == "json":
+        sys.stdout.write(to_json(table) + "\n")
+    elif fmt == "csv":
+        buf = io.BytesIO()
+        pacsv.write_csv(table, buf)
+        sys.stdout.write(buf.getvalue().decode())
+    else:
+        rich_table = Table()
+        for name in table.column_names:
+            rich_table.add_column(name)
+        for row in table.to_pylist():
+            rich_table.add_row(*("" if v is None else _cell(v) for v in row.values()))
+        console.print(rich_table)
+        console.print(f"{table.num_rows:,} rows")
+
+
+def _cell(value: object) -> str:
+    text = _jsonable(value) if hasattr(value, "isoformat") else str(value)
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"  # type: ignore[return-value]

@@ -1,0 +1,34 @@
+"""Parsers: one module per log format, all producing the one event schema.
+
+Every format module exposes ``SOURCE`` (its ``source`` value), ``MAPPING`` (a
+:class:`~crmguard.sources.mapping.SourceMapping`) and, for JSON records, ``JSON_SHAPE`` (a SQL
+predicate over the record ``rec`` recognising the format) and ``JSON_ROOT`` (the SQL expression of
+the object the mapping reads, e.g. a streaming envelope's payload). Adding a format means adding a
+sibling module and listing it in :data:`JSON_FORMATS` / the CSV detection in
+:mod:`crmguard.sources.staging`.
+
+``read(path)`` streams one file's events as Arrow record batches in the event schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pyarrow as pa
+
+from crmguard.sources.okta import system_log
+from crmguard.sources.salesforce import audit_trail, elf, rtem
+
+JSON_FORMATS: tuple[ModuleType, ...] = (system_log, elf, audit_trail, rtem)
+"""JSON record formats in the order they are tried (first shape that matches wins)."""
+
+
+def read(path: str | Path, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+    """Parse one log file (any supported format, plain or gzip) and yield its valid events as
+    Arrow record batches in :data:`crmguard.schema.EVENT_SCHEMA`. Quarantined records are not
+    yielded; use :func:`crmguard.ingest.ingest` to get them with counts."""
+    from crmguard.sources.staging import read_file
+
+    yield from read_file(Path(path), batch_rows=batch_rows)

@@ -1,0 +1,70 @@
+"""How a source describes its mapping to the event schema.
+
+A mapping is a function from a *field accessor* to one SQL expression per schema column. The
+accessor hides where fields live: a CSV column (``"USER_ID"``) or a JSON path
+(``json_extract_string(rec, '$.actor.alternateId')``). So one mapping serves a format whatever its
+container (ELF rows come as CSV from EventLogFile and as JSON from other tools), and every mapping
+is plain SQL that DuckDB runs vectorised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from crmguard.schema import COLUMNS, duckdb_type
+from crmguard.sources.sql import ident, json_path
+
+Field = Callable[[str], str]
+"""Field accessor: vendor field name (dotted for nested JSON) -> SQL expression (VARCHAR or NULL)."""
+
+
+@dataclass(frozen=True)
+class SourceMapping:
+    """A source's mapping: ``build(field)`` returns schema column -> SQL expression.
+
+    Besides schema columns, ``build`` returns ``_time_raw`` (the raw text the time came from) and
+    ``_time_field`` (its field name as a SQL string literal expression), used to explain a
+    quarantined record whose timestamp is impossible.
+    """
+
+    source: str
+    build: Callable[[Field], dict[str, str]]
+
+
+def csv_field(header: list[str] | tuple[str, ...]) -> Field:
+    """Accessor for a CSV relation whose columns are ``header``: absent columns are NULL."""
+    present = set(header)
+
+    def field(name: str) -> str:
+        return f"blank_null({ident(name)})" if name in present else "CAST(NULL AS VARCHAR)"
+
+    return field
+
+
+def json_field(column: str) -> Field:
+    """Accessor for JSON records held in VARCHAR/JSON column ``column``."""
+
+    def field(path: str) -> str:
+        return f"blank_null(json_extract_string({column}, {json_path(path)}))"
+
+    return field
+
+
+def first(*exprs: str) -> str:
+    """SQL ``coalesce`` of ``exprs`` (the first non-null)."""
+    return exprs[0] if len(exprs) == 1 else "coalesce(" + ", ".join(exprs) + ")"
+
+
+def select_list(exprs: dict[str, str]) -> str:
+    """Render a SELECT list with every schema column (typed, NULL when the mapping has none),
+    followed by the time-diagnostic columns ``_time_raw`` and ``_time_field``."""
+    items = []
+    for col in COLUMNS:
+        if col.name in ("raw", "log_file", "event_id"):
+            continue
+        expr = exprs.get(col.name, "NULL")
+        items.append(f"CAST({expr} AS {duckdb_type(col)}) AS {col.name}")
+    items.append(f"CAST({exprs.get('_time_raw', 'NULL')} AS VARCHAR) AS _time_raw")
+    items.append(f"CAST({exprs.get('_time_field', 'NULL')} AS VARCHAR) AS _time_field")
+    return ",\n  ".join(items)

@@ -1,0 +1,94 @@
+"""Okta System Log events (``/api/v1/logs`` JSON array, or NDJSON), every eventType.
+
+Also reads the Panther-normalised variant whose top-level keys are lower case
+(``eventtype``, ``debugcontext`` ...), since exports of that shape circulate too.
+"""
+
+from __future__ import annotations
+
+from crmguard.sources.mapping import Field, SourceMapping, first
+
+SOURCE = "okta"
+
+JSON_SHAPE = "(json_exists(rec, '$.eventType') OR json_exists(rec, '$.eventtype'))"
+JSON_ROOT = "rec"
+
+_TOP = ("displayMessage", "eventType", "legacyEventType", "authenticationContext", "securityContext", "debugContext")
+
+
+def _targets(kind: str, attr: str) -> str:
+    """First target of Okta type ``kind`` (User, AppInstance ...), its ``attr``."""
+    return (
+        "list_extract(list_filter(from_json(coalesce(json_extract(rec, '$.target'), '[]'), "
+        "'[{\"type\":\"VARCHAR\",\"alternateId\":\"VARCHAR\",\"displayName\":\"VARCHAR\",\"id\":\"VARCHAR\"}]'), "
+        f"lambda t: t.type = '{kind}'), 1).{attr}"
+    )
+
+
+def build(raw_f: Field) -> dict[str, str]:
+    """Map Okta System Log fields (accessor ``raw_f``) to event-schema SQL expressions."""
+
+    def f(path: str) -> str:
+        head, _, rest = path.partition(".")
+        if head in _TOP:
+            lower = head.lower() + ("." + rest if rest else "")
+            return first(raw_f(path), raw_f(lower))
+        return raw_f(path)
+
+    et = f("eventType")
+    result = f"upper({f('outcome.result')})"
+    ip = first(f"ip_or_null({f('client.ipAddress')})", "ip_or_null(json_extract_string(rec, '$.request.ipChain[0].ip'))")
+    session = f("authenticationContext.externalSessionId")
+    return {
+        "time": f"parse_ts({first(f('published'), f('p_event_time'))})",
+        "_time_raw": first(f("published"), f("p_event_time")),
+        "_time_field": "'published'",
+        "source": f"'{SOURCE}'",
+        "event_type": et,
+        "category": f"""CASE
+            WHEN {et} LIKE 'user.session.%' OR {et} LIKE 'user.authentication.%' THEN 'authentication'
+            WHEN {et} LIKE 'user.mfa.%' OR {et} LIKE 'user.account.%' OR {et} LIKE 'user.lifecycle.%'
+              OR {et} LIKE 'user.credential.%' OR {et} LIKE 'user.factor.%' THEN 'account_change'
+            WHEN {et} LIKE 'app.oauth2.%' THEN 'authentication'
+            WHEN {et} LIKE 'security.%' OR {et} LIKE 'user.risk.%' THEN 'security_finding'
+            WHEN {et} LIKE 'system.%' OR {et} LIKE 'policy.lifecycle.%' OR {et} LIKE 'policy.rule.%'
+              OR {et} LIKE 'application.%' OR {et} LIKE 'group.%' OR {et} LIKE 'zone.%' THEN 'admin_change'
+            ELSE 'other' END""",
+        "action": f"""CASE
+            WHEN {et} = 'user.session.start' THEN 'login'
+            WHEN {et} = 'user.session.end' THEN 'logout'
+            WHEN {et} = 'user.authentication.sso' THEN 'sso'
+            WHEN {et} IN ('user.authentication.auth_via_mfa', 'user.authentication.verify') THEN 'mfa_verify'
+            WHEN {et} IN ('user.mfa.factor.reset_all', 'user.mfa.factor.deactivate', 'user.mfa.factor.suspend',
+                          'system.mfa.factor.deactivate') THEN 'mfa_reset'
+            WHEN {et} IN ('user.mfa.factor.activate', 'user.mfa.factor.update', 'system.mfa.factor.activate') THEN 'factor_enroll'
+            WHEN {et} IN ('user.account.reset_password', 'user.account.update_password') THEN 'password_reset'
+            WHEN {et} LIKE 'user.session.impersonation.%' THEN 'impersonation'
+            WHEN {et} LIKE 'app.oauth2.%token.grant%' THEN 'token_grant'
+            WHEN {et} = 'policy.evaluate_sign_on' THEN 'policy_evaluation'
+            ELSE replace({et}, '.', '_') END""",
+        "outcome": f"""CASE WHEN {result} IN ('SUCCESS', 'ALLOW') THEN 'success'
+            WHEN {result} IN ('FAILURE', 'DENY', 'REJECTED') THEN 'failure' ELSE 'unknown' END""",
+        "outcome_reason": first(f("outcome.reason"), f("outcome.result")),
+        "user_id": f("actor.id"),
+        "username": f("actor.alternateId"),
+        "target_user": _targets("User", "alternateId"),
+        "session_id": f"CASE WHEN {session} <> 'unknown' THEN {session} END",
+        "src_ip": ip,
+        "src_country": f("client.geographicalContext.country"),
+        "src_city": f("client.geographicalContext.city"),
+        "src_asn": f"to_int({f('securityContext.asNumber')})",
+        "src_isp": first(f("securityContext.isp"), f("securityContext.asOrg")),
+        "is_anonymizer": f"to_bool({f('securityContext.isProxy')})",
+        "user_agent": f("client.userAgent.rawUserAgent"),
+        "app": first(_targets("AppInstance", "displayName"), _targets("PublicClientApp", "displayName")),
+        "api_type": "'SSO'",
+        "operation": f("legacyEventType"),
+        "record_id": f("uuid"),
+        "uri": f("debugContext.debugData.requestUri"),
+        "auth_method": first(f("authenticationContext.credentialType"), f("debugContext.debugData.factor")),
+        "risk": f"nullif(concat_ws('; ', {f('debugContext.debugData.risk')}, {f('debugContext.debugData.behaviors')}), '')",
+    }
+
+
+MAPPING = SourceMapping(SOURCE, build)

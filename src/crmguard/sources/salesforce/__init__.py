@@ -1,0 +1,1 @@
+"""Salesforce log formats: Event Log Files, Real-Time Event Monitoring, SetupAuditTrail."""

@@ -1,0 +1,127 @@
+"""Salesforce Event Log Files (ELF): the CSV that ``EventLogFile.LogFile`` serves.
+
+Columns are read by header name, never by position, because every release adds some. The event
+type comes from each row's ``EVENT_TYPE``; types without a specific mapping below still get the
+generic one (time, user, IP, URI, ...) and keep every column in ``raw``. The same mapping reads ELF
+rows rendered as JSON objects (as other collectors store them).
+"""
+
+from __future__ import annotations
+
+from crmguard.sources.mapping import Field, SourceMapping, first
+
+SOURCE = "salesforce_elf"
+
+AUTH_TYPES = ("Login", "Logout", "LoginAs")
+API_TYPES = ("API", "RestApi", "BulkApi", "BulkApi2", "ApiTotalUsage")
+EXPORT_TYPES = ("ReportExport", "ContentTransfer")
+WEB_TYPES = ("URI", "LightningUri", "AuraRequest", "VisualforceRequest")
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+def _action(f: Field, et: str) -> str:
+    method = f"lower({first(f('METHOD_NAME'), f('OPERATION_TYPE'), f('METHOD'), f('HTTP_METHOD'))})"
+    return f"""CASE
+      WHEN {et} = 'Login' THEN 'login'
+      WHEN {et} = 'Logout' THEN 'logout'
+      WHEN {et} = 'LoginAs' THEN 'login_as'
+      WHEN {et} = 'Report' THEN 'report_run'
+      WHEN {et} = 'ReportExport' THEN 'export'
+      WHEN {et} = 'ContentTransfer' THEN coalesce(lower({f('TRANSACTION_TYPE')}), 'download')
+      WHEN {et} IN {_in(WEB_TYPES)} THEN 'view'
+      WHEN {et} IN {_in(API_TYPES)} THEN CASE
+        WHEN {method} IN ('query', 'queryall', 'query_all') THEN 'query'
+        WHEN {method} IN ('querymore', 'query_more') THEN 'query_more'
+        WHEN {method} IN ('retrieve', 'get', 'describesobject', 'search') THEN 'read'
+        WHEN {method} IN ('insert', 'create', 'post') THEN 'create'
+        WHEN {method} IN ('update', 'upsert', 'patch', 'put') THEN 'update'
+        WHEN {method} IN ('delete', 'harddelete', 'undelete') THEN 'delete'
+        WHEN {method} IS NOT NULL THEN {method}
+        WHEN lower({f('URI')}) LIKE '%/query%' THEN 'query'
+        ELSE 'call' END
+      ELSE lower({et}) END"""
+
+
+def _outcome(f: Field, et: str) -> str:
+    status = f"upper({f('REQUEST_STATUS')})"
+    code = f"to_int({f('STATUS_CODE')})"
+    return f"""CASE
+      WHEN {et} IN ('Login', 'LoginAs') AND {f('LOGIN_STATUS')} IS NOT NULL
+        THEN CASE WHEN {f('LOGIN_STATUS')} = 'LOGIN_NO_ERROR' THEN 'success' ELSE 'failure' END
+      WHEN {status} IN ('S', 'SUCCESS') THEN 'success'
+      WHEN {status} IN ('F', 'FAILURE', 'A', 'N', 'U') THEN 'failure'
+      WHEN {code} BETWEEN 200 AND 399 THEN 'success'
+      WHEN {code} >= 400 THEN 'failure'
+      WHEN {f('SUCCESS')} = '1' THEN 'success'
+      WHEN {f('SUCCESS')} = '0' THEN 'failure'
+      WHEN to_int({f('NUMBER_FAILURES')}) > 0 THEN 'failure'
+      ELSE 'unknown' END"""
+
+
+def _api_type(f: Field, et: str) -> str:
+    return f"""CASE
+      WHEN {et} = 'RestApi' THEN 'REST'
+      WHEN {et} = 'BulkApi' THEN 'Bulk'
+      WHEN {et} = 'BulkApi2' THEN 'Bulk2'
+      WHEN {et} = 'ApiTotalUsage' THEN {f('API_FAMILY')}
+      WHEN {et} IN ('Report', 'ReportExport') THEN 'Report'
+      WHEN {et} IN {_in(WEB_TYPES)} THEN 'UI'
+      WHEN {f('API_TYPE')} IN ('E', 'P', 'O', 'X') THEN 'SOAP'
+      WHEN {f('API_TYPE')} = 'M' THEN 'Metadata'
+      WHEN {f('API_TYPE')} = 'R' THEN 'REST'
+      WHEN {et} = 'API' THEN 'SOAP'
+      ELSE {f('API_TYPE')} END"""
+
+
+def build(f: Field) -> dict[str, str]:
+    """Map ELF fields (accessor ``f``) to event-schema SQL expressions."""
+    et = f("EVENT_TYPE")
+    record_id = first(
+        f("URI_ID_DERIVED"), f("REPORT_ID_DERIVED"), f("REPORT_ID"), f("PAGE_ENTITY_ID"), f("DOCUMENT_ID"),
+        f("JOB_ID"),
+    )
+    return {
+        "time": first("parse_ts(" + f("TIMESTAMP_DERIVED") + ")", "parse_ts(" + f("TIMESTAMP") + ")"),
+        "_time_raw": first(f("TIMESTAMP_DERIVED"), f("TIMESTAMP")),
+        "_time_field": f"CASE WHEN {f('TIMESTAMP_DERIVED')} IS NOT NULL THEN 'TIMESTAMP_DERIVED' ELSE 'TIMESTAMP' END",
+        "source": f"'{SOURCE}'",
+        "event_type": et,
+        "category": f"""CASE WHEN {et} IN {_in(AUTH_TYPES)} THEN 'authentication'
+            WHEN {et} IN {_in(API_TYPES)} THEN 'api_activity'
+            WHEN {et} = 'Report' THEN 'api_activity'
+            WHEN {et} IN {_in(EXPORT_TYPES)} THEN 'data_export'
+            WHEN {et} IN {_in(WEB_TYPES)} THEN 'web_resource'
+            ELSE 'other' END""",
+        "action": _action(f, et),
+        "outcome": _outcome(f, et),
+        "outcome_reason": first(f("LOGIN_STATUS"), f("EXCEPTION_MESSAGE"), f("MESSAGE"), f("STATUS_CODE"), f("REQUEST_STATUS")),
+        "org_id": f"sf_id18({f('ORGANIZATION_ID')})",
+        "user_id": first(f"sf_id18({f('USER_ID_DERIVED')})", f"sf_id18({f('USER_ID')})"),
+        "username": f("USER_NAME"),
+        "target_user": first(f("DELEGATED_USER_NAME"), f"sf_id18({f('DELEGATED_USER_ID_DERIVED')})", f"sf_id18({f('DELEGATED_USER_ID')})"),
+        "session_id": f("SESSION_KEY"),
+        "login_key": f("LOGIN_KEY"),
+        "src_ip": first(f"ip_or_null({f('SOURCE_IP')})", f"ip_or_null({f('CLIENT_IP')})"),
+        "src_country": f("COUNTRY_CODE"),
+        "user_agent": first(f("USER_AGENT"), f("BROWSER_TYPE"), f("CLIENT_INFO")),
+        "app": first(f("CLIENT_NAME"), f("CONNECTED_APP_ID"), f("APP_NAME"), f("CLIENT_ID")),
+        "api_type": _api_type(f, et),
+        "operation": first(f("METHOD_NAME"), f("OPERATION_TYPE"), f("METHOD"), f("HTTP_METHOD"), f("TRANSACTION_TYPE")),
+        "object": first(f("ENTITY_NAME"), f("ENTITY_TYPE"), f("PAGE_ENTITY_TYPE"), f"CASE WHEN {et} IN ('Report', 'ReportExport') THEN 'Report' END"),
+        "record_id": record_id,
+        "query": first(f("QUERY"), f("SEARCH_QUERY"), f("QUERY_IDENTIFIER")),
+        "rows": first(f"to_int({f('ROWS_PROCESSED')})", f"to_int({f('ROW_COUNT')})", f"to_int({f('NUM_RESULTS')})"),
+        "bytes": first(f"to_int({f('RESPONSE_SIZE')})", f"to_int({f('SIZE_BYTES')})"),
+        "uri": first(f("URI"), f("PAGE_URL"), f("REFERRER_URI")),
+        "auth_method": first(f("LOGIN_SUB_TYPE"), f("AUTHENTICATION_METHOD_REFERENCE"), f("LOGIN_TYPE")),
+    }
+
+
+MAPPING = SourceMapping(SOURCE, build)
+
+JSON_SHAPE = "json_exists(rec, '$.EVENT_TYPE')"
+"""An ELF row rendered as a JSON object (keys are the CSV header names)."""
+JSON_ROOT = "rec"
