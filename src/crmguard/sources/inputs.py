@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import glob
-import gzip
 import os
 import zlib
 from dataclasses import dataclass
@@ -109,27 +108,41 @@ def _sniff_encoding(head: bytes) -> str:
 
 
 def _gunzip(src: Path, dst: Path) -> tuple[str | None, int | None]:
-    """Decompress ``src`` to ``dst``. On a truncated/corrupt stream keep the complete lines and
-    return (partial last line text, its line number); else (None, None)."""
+    """Decompress ``src`` (one or more gzip members) to ``dst``.
+
+    On a truncated or corrupt stream keep every complete line decompressed so far and return
+    (the partial last line's text, its line number); on a clean stream return (None, None).
+    """
     lines = 0
     tail = b""
-    try:
-        with gzip.open(src, "rb") as gz, open(dst, "wb") as out:
-            while True:
-                chunk = gz.read(_CHUNK)
-                if not chunk:
-                    break
-                out.write(chunk)
-                lines += chunk.count(b"\n")
-                tail = (tail + chunk)[-_CHUNK:]
+    problem: str | None = None
+    with open(src, "rb") as fh, open(dst, "wb") as out:
+        inflater = zlib.decompressobj(wbits=31)
+        while True:
+            chunk = fh.read(_CHUNK)
+            if not chunk:
+                if not inflater.eof:
+                    problem = "stream ended before its end marker"
+                break
+            try:
+                data = inflater.decompress(chunk)
+                while inflater.eof and inflater.unused_data:
+                    rest = inflater.unused_data
+                    inflater = zlib.decompressobj(wbits=31)
+                    data += inflater.decompress(rest)
+            except zlib.error as exc:
+                problem = f"corrupt data ({exc})"
+                break
+            out.write(data)
+            lines += data.count(b"\n")
+            tail = (tail + data)[-_CHUNK:]
+    if problem is None:
         return None, None
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-        if not os.path.exists(dst) or os.path.getsize(dst) == 0 and lines == 0 and not tail:
-            raise SourceParseError(f"unreadable gzip stream ({exc})", file=str(src), line=1) from exc
-        # Drop the partial line after the last newline: half a record must not pass as a record.
-        size = os.path.getsize(dst)
-        with open(dst, "rb+") as out:
-            cut = tail.rfind(b"\n")
-            partial = tail[cut + 1 :] if cut >= 0 else tail
-            out.truncate(size - len(partial))
-        return partial.decode("utf-8", errors="replace"), lines + 1
+    if lines == 0 and not tail:
+        raise SourceParseError(f"unreadable gzip stream: {problem}", file=str(src), line=1)
+    # Half a record must not pass as a record: cut the partial line after the last newline.
+    cut = tail.rfind(b"\n")
+    partial = tail[cut + 1 :] if cut >= 0 else tail
+    with open(dst, "rb+") as out:
+        out.truncate(os.path.getsize(dst) - len(partial))
+    return partial.decode("utf-8", errors="replace"), lines + 1

@@ -116,22 +116,47 @@ def _stage_csv(con: duckdb.DuckDBPyConnection, opened: Opened, name: str) -> Sta
     )
     con.execute(
         f"INSERT INTO staged SELECT {select_list(mapping.build(csv_field(header)))}, "
-        f"to_json(src)::VARCHAR AS raw, '{sql_str(name)}' AS log_file, NULL AS _line, NULL AS _record "
-        f"FROM {reader} AS src"
+        f"to_json(src)::VARCHAR AS raw, '{sql_str(name)}' AS log_file, NULL AS _line, "
+        f"row_number() OVER () AS _record FROM {reader} AS src"
     )
     parsed = con.execute(f"SELECT count(*) FROM staged WHERE log_file = '{sql_str(name)}'").fetchone()[0]
-    rejected = con.execute(
+    # One quarantine row per rejected line, naming its first faulty column and every problem.
+    con.execute(
         f"""INSERT INTO qstaged
         SELECT '{sql_str(name)}', line, NULL, '{mapping.source}',
-               string_agg(DISTINCT column_name, ', ') FILTER (WHERE column_name IS NOT NULL),
-               string_agg(DISTINCT error_type || ': ' || replace(error_message, 'This file is not utf-8 encoded.',
-                 'The file is not UTF-8: re-run with --encoding latin-1 (or the right one).'), '; '),
+               arg_min(column_name, column_idx) FILTER (WHERE column_name IS NOT NULL),
+               string_agg(DISTINCT error_type, ', ') || ': ' || replace(arg_min(error_message, column_idx),
+                 'This file is not utf-8 encoded.', 'The file is not UTF-8: re-run with --encoding latin-1 (or its encoding).'),
                any_value(csv_line)
         FROM rej GROUP BY line"""
-    ).fetchone()
-    rejected = con.execute("SELECT count(DISTINCT line) FROM rej").fetchone()[0]
+    )
+    rejected_lines = np.array([r[0] for r in con.execute("SELECT DISTINCT line FROM rej ORDER BY 1").fetchall()], dtype=np.int64)
     con.execute("DROP TABLE IF EXISTS rej; DROP TABLE IF EXISTS rej_scan")
-    return Staged(parsed + rejected, {mapping.source})
+    _number_lines(con, name, parsed, rejected_lines)
+    return Staged(parsed + len(rejected_lines), {mapping.source})
+
+
+def _number_lines(con: duckdb.DuckDBPyConnection, name: str, parsed: int, rejected: np.ndarray) -> None:
+    """Give the CSV rows that will be quarantined (no valid time) their physical line number.
+
+    DuckDB's reader numbers only rejected lines; parsed rows come in file order, so the k-th
+    parsed row sits on the k-th line (after the header) that was not rejected. Files with quoted
+    multi-line values would shift this; ELF values have no line breaks.
+    """
+    bad = con.execute(
+        f"SELECT _record FROM staged WHERE log_file = '{sql_str(name)}' AND time IS NULL"
+    ).fetchnumpy()["_record"]
+    if len(bad) == 0:
+        return
+    lines = np.arange(2, parsed + len(rejected) + 2, dtype=np.int64)
+    lines = lines[~np.isin(lines, rejected)]
+    numbered = pa.table({"r": pa.array(bad, pa.int64()), "l": pa.array(lines[np.asarray(bad, dtype=np.int64) - 1])})
+    con.register("numbered", numbered)
+    con.execute(
+        f"UPDATE staged SET _line = numbered.l, _record = NULL FROM numbered "
+        f"WHERE staged._record = numbered.r AND staged.log_file = '{sql_str(name)}'"
+    )
+    con.unregister("numbered")
 
 
 # --- JSON --------------------------------------------------------------------------------------
@@ -195,7 +220,10 @@ def _stage_json_document(con: duckdb.DuckDBPyConnection, opened: Opened, name: s
             FROM read_json_objects('{sql_str(str(opened.path))}', format='{fmt}')"""
         )
     except duckdb.Error as exc:
-        raise SourceParseError(f"unreadable JSON document: {str(exc).splitlines()[0]}", file=name) from exc
+        if opened.kind == "json_document":
+            # Not one JSON document: read it line by line so good lines are kept and bad ones named.
+            return _stage_ndjson(con, opened, name)
+        raise SourceParseError(f"unreadable JSON array: {str(exc).splitlines()[0]}", file=name) from exc
     return _stage_json_records(con, name)
 
 
