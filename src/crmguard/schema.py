@@ -118,7 +118,12 @@ COLUMNS: tuple[Column, ...] = (
         "auth_protocol",
     ),
     Column("risk", pa.string(), "Vendor risk or threat signal (Okta debugContext risk/behaviors, RTEM score).", "risk_level"),
-    Column("raw", pa.string(), "The original record as JSON text, for evidence.", "raw_data"),
+    Column(
+        "raw",
+        pa.string(),
+        "The original record as minified JSON (a CSV row as an object keyed by its header), for evidence.",
+        "raw_data",
+    ),
     Column("log_file", pa.string(), "Path of the file the record was ingested from.", "metadata.log_provider"),
 )
 

@@ -259,7 +259,7 @@ def _stage_json_records(con: duckdb.DuckDBPyConnection, name: str) -> Staged:
             continue
         select = select_list(module.MAPPING.build(json_field("root")))
         con.execute(
-            f"INSERT INTO staged SELECT {select}, txt AS raw, '{sql_str(name)}', _line, _record "
+            f"INSERT INTO staged SELECT {select}, json(txt)::VARCHAR AS raw, '{sql_str(name)}', _line, _record "
             f"FROM (SELECT *, {module.JSON_ROOT} AS root FROM jk WHERE kind = '{module.SOURCE}')"
         )
     con.execute(
