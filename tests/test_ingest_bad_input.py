@@ -67,7 +67,7 @@ def test_wrong_encoding_is_named_and_recoverable_with_encoding_option(tmp_path: 
 
     code, summary = run_json(capsys, "--lake", str(tmp_path / "lake2"), "--encoding", "latin-1", str(log))
     assert (summary["stored"], summary["quarantined"]) == (2, 0)
-    names = Lake(tmp_path / "lake2").connect().execute("SELECT list(raw ORDER BY time) FROM events").fetchone()[0]
+    names = Lake(tmp_path / "lake2").connect().execute("SELECT list(raw ORDER BY time) FROM events").fetchall()[0][0]
     assert "rené@example.fr" in names[1]
 
 
@@ -168,4 +168,4 @@ def test_replaying_bad_input_adds_nothing_to_the_quarantine(tmp_path: Path) -> N
     assert first.total.as_dict() == {"read": 2, "stored": 1, "duplicate": 0, "quarantined": 1}
     assert second.total.as_dict() == {"read": 2, "stored": 0, "duplicate": 1, "quarantined": 1}
     con = duckdb.connect()
-    assert con.execute(f"SELECT count(*) FROM read_parquet('{lake.quarantine_dir}/*.parquet')").fetchone()[0] == 1
+    assert con.execute(f"SELECT count(*) FROM read_parquet('{lake.quarantine_dir}/*.parquet')").fetchall()[0][0] == 1

@@ -16,7 +16,7 @@ from crmguard.errors import CrmguardError
 from crmguard.lake import Lake
 from crmguard.sources.inputs import expand, open_input
 from crmguard.sources.sql import connect
-from crmguard.sources.staging import create_staging, stage
+from crmguard.sources.staging import FileStager, create_staging
 
 
 @dataclass
@@ -97,28 +97,31 @@ def ingest(
     create_staging(con)
     for path in files:
         result = FileResult(str(path))
+        by_source: dict[str, Counts] = {}
         with tempfile.TemporaryDirectory(prefix="crmguard-", dir=lake.root / "_tmp") as tmp:
             try:
-                staged = stage(con, open_input(path, Path(tmp), encoding))
-                counts = lake.commit(con)
+                stager = FileStager(con, open_input(path, Path(tmp), encoding))
+                for chunk in stager.chunks():
+                    committed = lake.commit_events(con, chunk)
+                    for source, n in committed.stored.items():
+                        by_source.setdefault(source, Counts()).stored += n
+                    for source, n in committed.duplicate.items():
+                        by_source.setdefault(source, Counts()).duplicate += n
+                stager.finish()
+                for source, n in lake.commit_quarantine(con).items():
+                    by_source.setdefault(source, Counts()).quarantined += n
             except CrmguardError as exc:
-                con.execute("DELETE FROM staged; DELETE FROM qstaged")
+                # Whatever chunks were committed stay (a replay dedupes them); the file is reported failed.
+                con.execute("DELETE FROM qstaged")
                 result.error = str(exc)
             else:
-                result.sources = sorted(staged.sources)
-                for source in set(counts.stored) | set(counts.duplicate) | set(counts.quarantined):
-                    c = Counts(
-                        stored=counts.stored.get(source, 0),
-                        duplicate=counts.duplicate.get(source, 0),
-                        quarantined=counts.quarantined.get(source, 0),
-                    )
-                    c.read = c.stored + c.duplicate + c.quarantined
-                    summary.by_source.setdefault(source, Counts()).add(c)
-                    result.counts.add(c)
-                if result.counts.read != staged.read:
-                    raise AssertionError(
-                        f"{path}: {staged.read} records read but {result.counts.read} accounted for"
-                    )
+                result.sources = sorted(stager.sources)
+        for source, c in by_source.items():
+            c.read = c.stored + c.duplicate + c.quarantined
+            summary.by_source.setdefault(source, Counts()).add(c)
+            result.counts.add(c)
+        if not result.error and result.counts.read != stager.read:
+            raise AssertionError(f"{path}: {stager.read} records read but {result.counts.read} accounted for")
         summary.total.add(result.counts)
         summary.files.append(result)
         if on_file:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,12 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from crmguard.errors import LakeError
 from crmguard.schema import COLUMNS, QUARANTINE_SCHEMA, duckdb_type
 from crmguard.sources.sql import connect, ident, sql_list, sql_str
-
-ROW_GROUP_SIZE = 262_144
 
 
 @dataclass
@@ -106,22 +104,35 @@ class Lake:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def commit(self, con: duckdb.DuckDBPyConnection) -> CommitCounts:
-        """Write what ``con``'s staging tables hold (see :mod:`crmguard.sources.staging`):
-        events with a valid time go to their partitions unless already stored; the rest, and
-        everything in ``qstaged``, go to the quarantine. Empties the staging tables.
+    def commit_events(self, con: duckdb.DuckDBPyConnection, chunk: pa.Table) -> CommitCounts:
+        """Write one staged ``chunk`` (see :mod:`crmguard.sources.staging`) using ``con``:
+        events with a valid time go to their (source, date) partitions unless already stored
+        (in the lake or earlier in the chunk); records without a valid time move to ``qstaged``.
 
-        Returns the per-source counts; stored + duplicate + quarantined equals the records staged.
+        Returns per-source stored and duplicate counts (quarantine is counted by
+        :meth:`commit_quarantine`).
         """
+        con.register("staged", chunk)
         with self.locked():
             try:
-                return self._commit(con)
+                return self._commit_events(con)
             except duckdb.Error as exc:
                 raise LakeError(f"could not write to the lake: {exc}", file=str(self.root)) from exc
             finally:
-                con.execute("DELETE FROM staged; DELETE FROM qstaged")
+                con.unregister("staged")
 
-    def _commit(self, con: duckdb.DuckDBPyConnection) -> CommitCounts:
+    def commit_quarantine(self, con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+        """Write ``con``'s ``qstaged`` records to the quarantine (each record once, however often
+        it is replayed) and empty it. Returns per-source counts of the records set aside."""
+        with self.locked():
+            try:
+                return self._write_quarantine(con)
+            except duckdb.Error as exc:
+                raise LakeError(f"could not write the quarantine: {exc}", file=str(self.root)) from exc
+            finally:
+                con.execute("DELETE FROM qstaged")
+
+    def _commit_events(self, con: duckdb.DuckDBPyConnection) -> CommitCounts:
         counts = CommitCounts()
         con.execute(
             """INSERT INTO qstaged
@@ -129,70 +140,69 @@ class Lake:
                    'impossible or missing timestamp: ' || coalesce('"' || _time_raw || '"', 'no value'), raw
             FROM staged WHERE time IS NULL"""
         )
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE cand AS SELECT md5(source || chr(30) || raw) AS event_id, *, "
-            "CAST(time AS DATE) AS date FROM staged WHERE time IS NOT NULL"
+        per_source = dict(
+            con.execute("SELECT source, count(*) FROM staged WHERE time IS NOT NULL GROUP BY source").fetchall()
         )
-        partitions = {(s, str(d)) for s, d in con.execute("SELECT DISTINCT source, date FROM cand").fetchall()}
-        existing = self.event_files(partitions)
-        known = (
-            f"SELECT event_id FROM read_parquet({sql_list(existing)})" if existing
-            else "SELECT NULL::VARCHAR AS event_id WHERE false"
-        )
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE fresh AS
-            SELECT * FROM cand c WHERE NOT EXISTS (SELECT 1 FROM ({known}) k WHERE k.event_id = c.event_id)
-            QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY _line, _record) = 1"""
-        )
-        for source, staged_n, fresh_n in con.execute(
-            """SELECT c.source, c.n, coalesce(f.n, 0) FROM (SELECT source, count(*) n FROM cand GROUP BY 1) c
-               LEFT JOIN (SELECT source, count(*) n FROM fresh GROUP BY 1) f USING (source)"""
-        ).fetchall():
-            counts.stored[source] = fresh_n
-            counts.duplicate[source] = staged_n - fresh_n
-        if sum(counts.stored.values()):
-            names = ", ".join(ident(c.name) for c in COLUMNS)
-            self._write_partitioned(con, f"SELECT {names}, date FROM fresh ORDER BY source, date, time")
-        self._write_quarantine(con, counts)
-        con.execute("DROP TABLE IF EXISTS cand; DROP TABLE IF EXISTS fresh")
+        if not per_source:
+            return counts
+        partitions = con.execute(
+            "SELECT DISTINCT source, CAST(CAST(time AS DATE) AS VARCHAR) FROM staged WHERE time IS NOT NULL"
+        ).fetchall()
+        total, distinct = con.execute("SELECT count(*), count(DISTINCT event_id) FROM staged WHERE time IS NOT NULL").fetchall()[0]
+        # Duplicates inside the chunk are rare (same row twice in a file); only then pay for removing them.
+        dedupe = "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY _line, _record) = 1" if total != distinct else ""
+        names = ", ".join(ident(c.name) for c in COLUMNS)
+        staging = self.root / "_staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        for source, date in sorted(partitions):
+            existing = self.event_files({(source, date)})
+            known = f"ANTI JOIN read_parquet({sql_list(existing)}) k ON k.event_id = c.event_id" if existing else ""
+            name = f"part-{uuid.uuid4().hex}.parquet"
+            tmp = staging / name
+            written = con.execute(
+                f"""COPY (SELECT {names} FROM staged c {known}
+                          WHERE c.time IS NOT NULL AND c.source = '{sql_str(source)}' AND CAST(c.time AS DATE) = DATE '{date}'
+                          {dedupe})
+                    TO '{sql_str(str(tmp))}' (FORMAT parquet, COMPRESSION zstd)"""
+            ).fetchall()[0][0]
+            counts.stored[source] = counts.stored.get(source, 0) + written
+            if written:
+                target = self.events_dir / f"source={source}" / f"date={date}"
+                target.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, target / name)
+            else:
+                tmp.unlink(missing_ok=True)
+        for source, n in per_source.items():
+            counts.stored.setdefault(source, 0)
+            counts.duplicate[source] = n - counts.stored[source]
         return counts
 
-    def _write_partitioned(self, con: duckdb.DuckDBPyConnection, query: str) -> None:
-        staging = self.root / "_staging" / uuid.uuid4().hex
-        staging.mkdir(parents=True)
-        con.execute(
-            f"COPY ({query}) TO '{sql_str(str(staging))}' (FORMAT parquet, PARTITION_BY (source, date), "
-            f"COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_SIZE}, FILENAME_PATTERN 'part-{{uuid}}')"
-        )
-        for written in sorted(staging.glob("source=*/date=*/*.parquet")):
-            target = self.events_dir / written.parent.parent.name / written.parent.name
-            target.mkdir(parents=True, exist_ok=True)
-            os.replace(written, target / written.name)
-        shutil.rmtree(staging, ignore_errors=True)
-
-    def _write_quarantine(self, con: duckdb.DuckDBPyConnection, counts: CommitCounts) -> None:
+    def _write_quarantine(self, con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         con.execute(
             """CREATE OR REPLACE TEMP TABLE qfresh AS
             SELECT md5(concat_ws(chr(30), file, line, record, reason, content)) AS quarantine_id,
                    now() AS ingested_at, file, line, record, source, field, reason, content
             FROM qstaged"""
         )
-        for source, n in con.execute("SELECT coalesce(source, 'unknown'), count(*) FROM qfresh GROUP BY 1").fetchall():
-            counts.quarantined[source] = n
+        counts = dict(con.execute("SELECT coalesce(source, 'unknown'), count(*) FROM qfresh GROUP BY 1").fetchall())
         existing = self.quarantine_files()
         if existing:
             con.execute(
-                f"DELETE FROM qfresh WHERE quarantine_id IN (SELECT quarantine_id FROM read_parquet({sql_list(existing)}))"
+                f"DELETE FROM qfresh WHERE quarantine_id IN "
+                f"(SELECT quarantine_id FROM read_parquet({sql_list(existing)}))"
             )
         con.execute("DELETE FROM qfresh WHERE rowid NOT IN (SELECT min(rowid) FROM qfresh GROUP BY quarantine_id)")
-        if con.execute("SELECT count(*) FROM qfresh").fetchone()[0]:
+        if con.execute("SELECT count(*) FROM qfresh").fetchall()[0][0]:
             self.quarantine_dir.mkdir(parents=True, exist_ok=True)
             name = f"part-{uuid.uuid4().hex}.parquet"
             tmp = self.root / "_staging" / name
             tmp.parent.mkdir(parents=True, exist_ok=True)
-            con.execute(f"COPY (SELECT * FROM qfresh ORDER BY file, line, record) TO '{sql_str(str(tmp))}' (FORMAT parquet)")
+            con.execute(
+                f"COPY (SELECT * FROM qfresh ORDER BY file, line, record) TO '{sql_str(str(tmp))}' (FORMAT parquet)"
+            )
             os.replace(tmp, self.quarantine_dir / name)
         con.execute("DROP TABLE IF EXISTS qfresh")
+        return counts
 
 
 def _arrow_to_duck(t: object) -> str:

@@ -30,6 +30,10 @@ MACROS: tuple[str, ...] = (
     "WHEN regexp_full_match(x, '[a-zA-Z0-9]{15}') THEN x || "
     + " || ".join(_sf_suffix_char(c) for c in range(3))
     + " ELSE blank_null(x) END",
+    # A record id only when the value is one (15 or 18 alphanumerics), as 18 chars; collectors and
+    # hand-edited samples put other strings in id columns (URI_ID_DERIVED 's4heK3WbH-lcJIL3-n').
+    "CREATE OR REPLACE MACRO sf_id_or_null(x) AS CASE "
+    "WHEN regexp_full_match(trim(x), '[a-zA-Z0-9]{15}|[a-zA-Z0-9]{18}') THEN sf_id18(trim(x)) END",
     # Only a real IPv4 / IPv6 literal is an IP; 'Salesforce.com IP', 'w.x.y.z', 'null' are not.
     "CREATE OR REPLACE MACRO ip_or_null(x) AS CASE "
     "WHEN regexp_full_match(trim(x), '((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}"
@@ -39,12 +43,14 @@ MACROS: tuple[str, ...] = (
     "ELSE NULL END",
     # ELF TIMESTAMP (20250401123456.789), ISO 8601 with or without zone, and
     # 'YYYY-MM-DD HH:MM:SS.fff'; anything else, or outside 1990..2100, is impossible (NULL).
-    "CREATE OR REPLACE MACRO parse_ts(x) AS (SELECT CASE WHEN t >= TIMESTAMPTZ '1990-01-01 00:00:00+00' "
-    "AND t < TIMESTAMPTZ '2100-01-01 00:00:00+00' THEN t END FROM (SELECT coalesce("
+    "CREATE OR REPLACE MACRO parse_ts_any(x) AS coalesce("
     "CAST(try_strptime(trim(x), '%Y%m%d%H%M%S.%g') AS TIMESTAMPTZ), "
     "CAST(try_strptime(trim(x), '%Y%m%d%H%M%S') AS TIMESTAMPTZ), "
     "CASE WHEN regexp_full_match(trim(x), '\\d{4}-\\d{2}-\\d{2}[T ][0-9:.]+(Z|[+-]\\d{2}:?\\d{2})?') "
-    "THEN try_cast(trim(x) AS TIMESTAMPTZ) END) AS t))",
+    "THEN try_cast(trim(x) AS TIMESTAMPTZ) END)",
+    # No subquery here: it would turn every mapping into a join and stop DuckDB streaming.
+    "CREATE OR REPLACE MACRO parse_ts(x) AS CASE WHEN parse_ts_any(x) >= TIMESTAMPTZ '1990-01-01 00:00:00+00' "
+    "AND parse_ts_any(x) < TIMESTAMPTZ '2100-01-01 00:00:00+00' THEN parse_ts_any(x) END",
     "CREATE OR REPLACE MACRO to_int(x) AS try_cast(try_cast(blank_null(x) AS DOUBLE) AS BIGINT)",
     "CREATE OR REPLACE MACRO to_bool(x) AS CASE lower(blank_null(x)) WHEN 'true' THEN true "
     "WHEN '1' THEN true WHEN 'false' THEN false WHEN '0' THEN false END",

@@ -25,6 +25,10 @@ def _targets(kind: str, attr: str) -> str:
     )
 
 
+def _target_name(kind: str) -> str:
+    return first(f"blank_null({_targets(kind, 'displayName')})", f"blank_null({_targets(kind, 'alternateId')})")
+
+
 def build(raw_f: Field) -> dict[str, str]:
     """Map Okta System Log fields (accessor ``raw_f``) to event-schema SQL expressions."""
 
@@ -39,6 +43,18 @@ def build(raw_f: Field) -> dict[str, str]:
     result = f"upper({f('outcome.result')})"
     ip = first(f"ip_or_null({f('client.ipAddress')})", "ip_or_null(json_extract_string(rec, '$.request.ipChain[0].ip'))")
     session = f("authenticationContext.externalSessionId")
+    # Okta writes 'unknown' for an actor it could not resolve (a login attempt for a username that
+    # does not exist) and makes the IP the actor of some threat events: neither is a user.
+    # The username tried is kept even then (a look-alike username is evidence).
+    ip_actor = f"coalesce({f('actor.type')} = 'IP address', false)"
+    # The app: the AppInstance signed into or acted on; for OAuth events the client, which is the
+    # actor (PublicClientApp) or named by client.id ("the OAuth client making the request").
+    app = first(
+        _target_name("AppInstance"),
+        _target_name("PublicClientApp"),
+        f"CASE WHEN {f('actor.type')} = 'PublicClientApp' THEN {first(f('actor.displayName'), f('actor.alternateId'))} END",
+        f"CASE WHEN {et} LIKE 'app.oauth2.%' THEN {f('client.id')} END",
+    )
     return {
         "time": f"parse_ts({first(f('published'), f('p_event_time'))})",
         "_time_raw": first(f("published"), f("p_event_time")),
@@ -50,9 +66,11 @@ def build(raw_f: Field) -> dict[str, str]:
             WHEN {et} LIKE 'user.mfa.%' OR {et} LIKE 'user.account.%' OR {et} LIKE 'user.lifecycle.%'
               OR {et} LIKE 'user.credential.%' OR {et} LIKE 'user.factor.%' THEN 'account_change'
             WHEN {et} LIKE 'app.oauth2.%' THEN 'authentication'
+            WHEN {et} LIKE 'analytics.reports.export.%' THEN 'data_export'
             WHEN {et} LIKE 'security.%' OR {et} LIKE 'user.risk.%' THEN 'security_finding'
             WHEN {et} LIKE 'system.%' OR {et} LIKE 'policy.lifecycle.%' OR {et} LIKE 'policy.rule.%'
-              OR {et} LIKE 'application.%' OR {et} LIKE 'group.%' OR {et} LIKE 'zone.%' THEN 'admin_change'
+              OR {et} LIKE 'application.%' OR {et} LIKE 'group.%' OR {et} LIKE 'zone.%'
+              OR {et} LIKE 'iam.%' THEN 'admin_change'
             ELSE 'other' END""",
         "action": f"""CASE
             WHEN {et} = 'user.session.start' THEN 'login'
@@ -65,13 +83,15 @@ def build(raw_f: Field) -> dict[str, str]:
             WHEN {et} IN ('user.account.reset_password', 'user.account.update_password') THEN 'password_reset'
             WHEN {et} LIKE 'user.session.impersonation.%' THEN 'impersonation'
             WHEN {et} LIKE 'app.oauth2.%token.grant%' THEN 'token_grant'
+            WHEN {et} LIKE 'app.oauth2.%authorize%' OR {et} LIKE 'app.oauth2.%consent.grant%' THEN 'app_authorize'
+            WHEN {et} LIKE 'analytics.reports.export.%' THEN 'export'
             WHEN {et} = 'policy.evaluate_sign_on' THEN 'policy_evaluation'
             ELSE replace({et}, '.', '_') END""",
         "outcome": f"""CASE WHEN {result} IN ('SUCCESS', 'ALLOW') THEN 'success'
             WHEN {result} IN ('FAILURE', 'DENY', 'REJECTED') THEN 'failure' ELSE 'unknown' END""",
         "outcome_reason": first(f("outcome.reason"), f("outcome.result")),
-        "user_id": f("actor.id"),
-        "username": f("actor.alternateId"),
+        "user_id": f"CASE WHEN NOT {ip_actor} AND {f('actor.id')} <> 'unknown' THEN {f('actor.id')} END",
+        "username": f"CASE WHEN NOT {ip_actor} AND {f('actor.alternateId')} <> 'unknown' THEN {f('actor.alternateId')} END",
         "target_user": _targets("User", "alternateId"),
         "session_id": f"CASE WHEN {session} <> 'unknown' THEN {session} END",
         "src_ip": ip,
@@ -81,7 +101,7 @@ def build(raw_f: Field) -> dict[str, str]:
         "src_isp": first(f("securityContext.isp"), f("securityContext.asOrg")),
         "is_anonymizer": f"to_bool({f('securityContext.isProxy')})",
         "user_agent": f("client.userAgent.rawUserAgent"),
-        "app": first(_targets("AppInstance", "displayName"), _targets("PublicClientApp", "displayName")),
+        "app": app,
         "api_type": "'SSO'",
         "operation": f("legacyEventType"),
         "record_id": f("uuid"),

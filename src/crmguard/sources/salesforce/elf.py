@@ -18,8 +18,44 @@ EXPORT_TYPES = ("ReportExport", "ContentTransfer")
 WEB_TYPES = ("URI", "LightningUri", "AuraRequest", "VisualforceRequest")
 
 
+# Documented code -> label tables (EventLogFile Login event type / LoginHistory). The labels are
+# the values RTEM LoginEvent carries in LoginType / LoginSubType, so one rule matches both sources.
+LOGIN_TYPES = {
+    "7": "AppExchange", "A": "Application", "s": "Certificate-based login",
+    "k": "Chatter Communities External User", "n": "Chatter Communities External User Third Party SSO",
+    "x": "Cross Tenant Login", "r": "Employee Login to Community", "z": "Lightning Login",
+    "l": "Networks Portal API Only", "6": "Remote Access Client", "i": "Remote Access 2.0",
+    "I": "Other Apex API", "R": "Partner Product", "w": "Passwordless Login", "3": "Customer Service Portal",
+    "q": "Partner Portal Third-Party SSO", "9": "Partner Portal", "5": "SAML Idp Initiated SSO",
+    "m": "SAML Chatter Communities External User SSO", "b": "SAML Customer Service Portal SSO",
+    "c": "SAML Partner Portal SSO", "h": "SAML Site SSO", "8": "SAML Sfdc Initiated SSO", "E": "SelfService",
+    "j": "Third Party SSO",
+}
+LOGIN_SUB_TYPES = {
+    "uiup": "UI Username-Password", "oauthpassword": "OAuth Username-Password", "oauthtoken": "OAuth User-Agent",
+    "oauthhybridtoken": "OAuth User-Agent for Hybrid Apps", "oauthtokenidtoken": "OAuth User-Agent with ID Token",
+    "oauthclientcredential": "OAuth Client Credential", "oauthcode": "OAuth Web Server",
+    "oauthhybridauthcode": "OAuth Web Server for Hybrid Apps",
+    # Not in the published list, but real files carry it (refresh-token logins of connected apps).
+    "oauthrefreshtoken": "OAuth Refresh Token",
+}
+API_TYPES_FAMILY = {
+    "E": "SOAP", "P": "SOAP", "O": "SOAP", "I": "SOAP", "S": "SOAP", "p": "SOAP", "T": "Tooling",
+    "M": "Metadata", "X": "XmlRPC", "D": "Apex", "f": "Feed", "l": "LiveAgent", "R": "REST",
+}
+"""ELF API_TYPE code -> API family (E SOAP Enterprise, P SOAP Partner, O Old SOAP, I SOAP Cross
+Instance, S SOAP Apex, p SOAP ClientSync, T SOAP Tooling, M SOAP Metadata, X XmlRPC, D Apex Class,
+f Feed, l Live Agent)."""
+
+
 def _in(values: tuple[str, ...]) -> str:
     return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+def _label(expr: str, labels: dict[str, str]) -> str:
+    """SQL mapping a documented code to its label; unknown values pass through unchanged."""
+    whens = " ".join(f"WHEN '{code}' THEN '{label}'" for code, label in labels.items())
+    return f"CASE {expr} {whens} ELSE {expr} END"
 
 
 def _action(f: Field, et: str) -> str:
@@ -48,20 +84,27 @@ def _action(f: Field, et: str) -> str:
 def _outcome(f: Field, et: str) -> str:
     status = f"upper({f('REQUEST_STATUS')})"
     code = f"to_int({f('STATUS_CODE')})"
+    # REQUEST_STATUS: S success, R redirect (a handled 3xx), F failure, A authorization error,
+    # N not found, U undefined. An API row always has EXCEPTION_MESSAGE, set when the call threw:
+    # blank means it completed. A Logout row is written when a session ended: nothing can fail.
     return f"""CASE
       WHEN {et} IN ('Login', 'LoginAs') AND {f('LOGIN_STATUS')} IS NOT NULL
         THEN CASE WHEN {f('LOGIN_STATUS')} = 'LOGIN_NO_ERROR' THEN 'success' ELSE 'failure' END
-      WHEN {status} IN ('S', 'SUCCESS') THEN 'success'
-      WHEN {status} IN ('F', 'FAILURE', 'A', 'N', 'U') THEN 'failure'
+      WHEN {status} IN ('S', 'SUCCESS', 'R') THEN 'success'
+      WHEN {status} IN ('F', 'FAILURE', 'A', 'N') THEN 'failure'
+      WHEN {status} = 'U' THEN 'unknown'
       WHEN {code} BETWEEN 200 AND 399 THEN 'success'
       WHEN {code} >= 400 THEN 'failure'
       WHEN {f('SUCCESS')} = '1' THEN 'success'
       WHEN {f('SUCCESS')} = '0' THEN 'failure'
+      WHEN {f('EXCEPTION_MESSAGE')} IS NOT NULL THEN 'failure'
       WHEN to_int({f('NUMBER_FAILURES')}) > 0 THEN 'failure'
+      WHEN {et} IN ('API', 'Logout') THEN 'success'
       ELSE 'unknown' END"""
 
 
 def _api_type(f: Field, et: str) -> str:
+    api = f("API_TYPE")
     return f"""CASE
       WHEN {et} = 'RestApi' THEN 'REST'
       WHEN {et} = 'BulkApi' THEN 'Bulk'
@@ -69,20 +112,26 @@ def _api_type(f: Field, et: str) -> str:
       WHEN {et} = 'ApiTotalUsage' THEN {f('API_FAMILY')}
       WHEN {et} IN ('Report', 'ReportExport') THEN 'Report'
       WHEN {et} IN {_in(WEB_TYPES)} THEN 'UI'
-      WHEN {f('API_TYPE')} IN ('E', 'P', 'O', 'X') THEN 'SOAP'
-      WHEN {f('API_TYPE')} = 'M' THEN 'Metadata'
-      WHEN {f('API_TYPE')} = 'R' THEN 'REST'
+      WHEN {api} IS NOT NULL THEN {_label(api, API_TYPES_FAMILY)}
       WHEN {et} = 'API' THEN 'SOAP'
-      ELSE {f('API_TYPE')} END"""
+      END"""
 
 
 def build(f: Field) -> dict[str, str]:
     """Map ELF fields (accessor ``f``) to event-schema SQL expressions."""
     et = f("EVENT_TYPE")
-    record_id = first(
-        f("URI_ID_DERIVED"), f("REPORT_ID_DERIVED"), f("REPORT_ID"), f("PAGE_ENTITY_ID"), f("DOCUMENT_ID"),
-        f("JOB_ID"),
+    record_id = first(*(
+        f"sf_id_or_null({f(name)})"
+        for name in ("URI_ID_DERIVED", "REPORT_ID_DERIVED", "REPORT_ID", "PAGE_ENTITY_ID", "DOCUMENT_ID", "JOB_ID")
+    ))
+    # LoginAs: the DELEGATED_USER_* fields are the admin doing the impersonation (the actor) and
+    # USER_ID the user being impersonated (Salesforce's Login As event type reference).
+    login_as = (
+        f"({et} = 'LoginAs' AND coalesce({f('DELEGATED_USER_ID_DERIVED')}, {f('DELEGATED_USER_ID')}, "
+        f"{f('DELEGATED_USER_NAME')}) IS NOT NULL)"
     )
+    user_id = first(f"sf_id18({f('USER_ID_DERIVED')})", f"sf_id18({f('USER_ID')})")
+    lightning_object = f"nullif(regexp_extract({f('URI')}, '^/lightning/[ro]/([A-Za-z0-9_]+)/', 1), '')"
     return {
         "time": first("parse_ts(" + f("TIMESTAMP_DERIVED") + ")", "parse_ts(" + f("TIMESTAMP") + ")"),
         "_time_raw": first(f("TIMESTAMP_DERIVED"), f("TIMESTAMP")),
@@ -99,9 +148,11 @@ def build(f: Field) -> dict[str, str]:
         "outcome": _outcome(f, et),
         "outcome_reason": first(f("LOGIN_STATUS"), f("EXCEPTION_MESSAGE"), f("MESSAGE"), f("STATUS_CODE"), f("REQUEST_STATUS")),
         "org_id": f"sf_id18({f('ORGANIZATION_ID')})",
-        "user_id": first(f"sf_id18({f('USER_ID_DERIVED')})", f"sf_id18({f('USER_ID')})"),
-        "username": f("USER_NAME"),
-        "target_user": first(f("DELEGATED_USER_NAME"), f"sf_id18({f('DELEGATED_USER_ID_DERIVED')})", f"sf_id18({f('DELEGATED_USER_ID')})"),
+        "user_id": f"""CASE WHEN {login_as}
+            THEN {first(f"sf_id18({f('DELEGATED_USER_ID_DERIVED')})", f"sf_id18({f('DELEGATED_USER_ID')})")}
+            ELSE {user_id} END""",
+        "username": f"CASE WHEN {login_as} THEN {f('DELEGATED_USER_NAME')} ELSE {f('USER_NAME')} END",
+        "target_user": f"CASE WHEN {login_as} THEN {first(f('USER_NAME'), user_id)} END",
         "session_id": f("SESSION_KEY"),
         "login_key": f("LOGIN_KEY"),
         "src_ip": first(f"ip_or_null({f('SOURCE_IP')})", f"ip_or_null({f('CLIENT_IP')})"),
@@ -110,13 +161,21 @@ def build(f: Field) -> dict[str, str]:
         "app": first(f("CLIENT_NAME"), f("CONNECTED_APP_ID"), f("APP_NAME"), f("CLIENT_ID")),
         "api_type": _api_type(f, et),
         "operation": first(f("METHOD_NAME"), f("OPERATION_TYPE"), f("METHOD"), f("HTTP_METHOD"), f("TRANSACTION_TYPE")),
-        "object": first(f("ENTITY_NAME"), f("ENTITY_TYPE"), f("PAGE_ENTITY_TYPE"), f"CASE WHEN {et} IN ('Report', 'ReportExport') THEN 'Report' END"),
+        "object": first(
+            f("ENTITY_NAME"), f("ENTITY_TYPE"), f("PAGE_ENTITY_TYPE"),
+            f"CASE WHEN {et} IN ('Report', 'ReportExport') THEN 'Report' END",
+            f"CASE WHEN {et} IN {_in(WEB_TYPES)} THEN {lightning_object} END",
+        ),
         "record_id": record_id,
         "query": first(f("QUERY"), f("SEARCH_QUERY"), f("QUERY_IDENTIFIER")),
         "rows": first(f"to_int({f('ROWS_PROCESSED')})", f"to_int({f('ROW_COUNT')})", f"to_int({f('NUM_RESULTS')})"),
         "bytes": first(f"to_int({f('RESPONSE_SIZE')})", f"to_int({f('SIZE_BYTES')})"),
-        "uri": first(f("URI"), f("PAGE_URL"), f("REFERRER_URI")),
-        "auth_method": first(f("LOGIN_SUB_TYPE"), f("AUTHENTICATION_METHOD_REFERENCE"), f("LOGIN_TYPE")),
+        # An ApexCallout's URI is a constant (CALLOUT-LOG); the endpoint called is in URL.
+        "uri": first(f"CASE WHEN {et} = 'ApexCallout' THEN {f('URL')} END", f("URI"), f("PAGE_URL"), f("REFERRER_URI")),
+        "auth_method": first(
+            _label(f("LOGIN_SUB_TYPE"), LOGIN_SUB_TYPES), f("AUTHENTICATION_METHOD_REFERENCE"),
+            _label(f("LOGIN_TYPE"), LOGIN_TYPES),
+        ),
     }
 
 

@@ -37,12 +37,45 @@ def _event_type(f: Field) -> str:
     return f"regexp_replace(regexp_replace({name}, 'Stream$', ''), 'Store$', '')"
 
 
+def _outcome(f: Field, et: str) -> str:
+    status = f("Status")
+    op_status = f("OperationStatus")
+    # LoginEvent / LoginAsEvent Status is 'Success' or the reason the login failed ('Failed:
+    # Missing Consumer Key Parameter', 'Password Lockout', 'Invalid Password' ...).
+    # IdentityVerificationEvent Status: Succeeded / AutomatedSuccess, Failed..., Denied,
+    # ReportedDenied, RateLimited; Initiated and InProgress are no outcome yet. A LogoutEvent is
+    # published when a session ended: nothing can fail.
+    return f"""CASE
+        WHEN {f('PolicyOutcome')} IN ('Block', 'Error') THEN 'failure'
+        WHEN {et} IN ('LoginEvent', 'LoginAsEvent') AND {status} IS NOT NULL
+          THEN CASE WHEN {status} = 'Success' THEN 'success' ELSE 'failure' END
+        WHEN {status} IN ('Success', 'Succeeded', 'AutomatedSuccess') OR {op_status} = 'Success' THEN 'success'
+        WHEN {status} LIKE 'Fail%' OR {status} IN ('Denied', 'ReportedDenied', 'RateLimited')
+          OR {op_status} LIKE 'Fail%' THEN 'failure'
+        WHEN {et} = 'LogoutEvent' THEN 'success'
+        ELSE 'unknown' END"""
+
+
+def _single_record_id(f: Field) -> str:
+    """Id of the one record in ``Records`` (the JSON list of records an ApiEvent, ListViewEvent or
+    ReportEvent returned), when it holds exactly one; NULL otherwise."""
+    records = f("Records")
+    return (
+        f"CASE WHEN json_valid({records}) AND json_array_length({records}, '$.records') = 1 "
+        f"THEN blank_null(json_extract_string({records}, '$.records[0].Id')) END"
+    )
+
+
 def build(f: Field) -> dict[str, str]:
     """Map RTEM object fields (accessor ``f`` over the payload) to event-schema SQL expressions."""
     et = _event_type(f)
     op = f("Operation")
-    status = f("Status")
     app = first(f("ConnectedAppId"), f("Client"), f("Application"))
+    api = f("ApiType")
+    # LoginAsEvent: DelegatedUsername is the admin logging in as another user (the actor);
+    # Username / UserId is the user being impersonated. Same split as the ELF LoginAs type.
+    login_as = f"({et} = 'LoginAsEvent' AND {f('DelegatedUsername')} IS NOT NULL)"
+    user_id = f"sf_id18({f('UserId')})"
     return {
         "time": first(f"parse_ts({f('EventDate')})", f"parse_ts({f('CreatedDate')})"),
         "_time_raw": first(f("EventDate"), f("CreatedDate")),
@@ -73,15 +106,12 @@ def build(f: Field) -> dict[str, str]:
                 ELSE coalesce(lower({op}), 'call') END
             WHEN {et} LIKE '%Anomaly%' OR {et} IN ('CredentialStuffingEvent', 'SessionHijackingEvent') THEN 'anomaly'
             ELSE lower({et}) END""",
-        "outcome": f"""CASE
-            WHEN {status} = 'Success' OR {status} = 'Succeeded' OR {f('OperationStatus')} = 'Success' THEN 'success'
-            WHEN {status} LIKE 'Fail%' OR {f('OperationStatus')} LIKE 'Fail%' OR {f('PolicyOutcome')} IN ('Block', 'Error') THEN 'failure'
-            ELSE 'unknown' END""",
-        "outcome_reason": first(status, f("OperationStatus"), f("PolicyOutcome")),
+        "outcome": _outcome(f, et),
+        "outcome_reason": first(f("Status"), f("OperationStatus"), f("PolicyOutcome")),
         "org_id": f"sf_id18({f('OrganizationId')})",
-        "user_id": f"sf_id18({f('UserId')})",
-        "username": f("Username"),
-        "target_user": first(f("DelegatedUsername"), f"sf_id18({f('DelegatedUserId')})"),
+        "user_id": f"CASE WHEN NOT {login_as} THEN {user_id} END",
+        "username": f"CASE WHEN {login_as} THEN {f('DelegatedUsername')} ELSE {f('Username')} END",
+        "target_user": f"CASE WHEN {login_as} THEN {first(f('Username'), user_id)} END",
         "session_id": f("SessionKey"),
         "login_key": f("LoginKey"),
         "src_ip": f"ip_or_null({f('SourceIp')})",
@@ -89,10 +119,14 @@ def build(f: Field) -> dict[str, str]:
         "src_city": f("City"),
         "user_agent": first(f("UserAgent"), f"CASE WHEN {f('Browser')} <> 'Unknown' THEN {f('Browser')} END"),
         "app": f"CASE WHEN {app} NOT IN ('N/A', 'Browser') THEN {app} END",
-        "api_type": f"CASE WHEN {f('ApiType')} <> 'N/A' THEN {f('ApiType')} END",
+        # ApiType names the protocol variant ('SOAP Partner', 'SOAP Enterprise'); the schema holds
+        # the family, as the ELF mapping does.
+        "api_type": f"""CASE WHEN {api} = 'N/A' THEN NULL
+            WHEN {api} LIKE 'SOAP Tooling%' THEN 'Tooling' WHEN {api} LIKE 'SOAP Metadata%' THEN 'Metadata'
+            WHEN {api} LIKE 'SOAP %' THEN 'SOAP' ELSE {api} END""",
         "operation": op,
         "object": first(f("QueriedEntities"), f("EntityName"), f("PageEntityType")),
-        "record_id": first(f("RecordId"), f("ReportId"), f("ListViewId"), f("JobId")),
+        "record_id": first(f("RecordId"), f("ReportId"), f("ListViewId"), f("JobId"), _single_record_id(f)),
         "query": f("Query"),
         "rows": f"to_int({f('RowsProcessed')})",
         "uri": first(f("PageUrl"), f("Uri"), f("LoginUrl")),
