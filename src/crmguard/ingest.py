@@ -93,7 +93,7 @@ def ingest(
     summary = IngestSummary()
     lake.root.mkdir(parents=True, exist_ok=True)
     (lake.root / "_tmp").mkdir(exist_ok=True)
-    con = connect(memory_limit="2GB", temp_dir=str(lake.root / "_tmp"))
+    con = connect(memory_limit="1GB", temp_dir=str(lake.root / "_tmp"))
     create_staging(con)
     for path in files:
         result = FileResult(str(path))
@@ -101,6 +101,7 @@ def ingest(
         with tempfile.TemporaryDirectory(prefix="crmguard-", dir=lake.root / "_tmp") as tmp:
             try:
                 stager = FileStager(con, open_input(path, Path(tmp), encoding))
+                lake.start_file(con)
                 for chunk in stager.chunks():
                     committed = lake.commit_events(con, chunk)
                     for source, n in committed.stored.items():

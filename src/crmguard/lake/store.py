@@ -104,6 +104,12 @@ class Lake:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    def start_file(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Begin a new input file: the chunks committed next are deduplicated against the lake as
+        it is now and against each other."""
+        self._before_file: dict[tuple[str, str], list[str]] = {}
+        con.execute("CREATE OR REPLACE TEMP TABLE file_seen (event_id VARCHAR)")
+
     def commit_events(self, con: duckdb.DuckDBPyConnection, chunk: pa.Table) -> CommitCounts:
         """Write one staged ``chunk`` (see :mod:`crmguard.sources.staging`) using ``con``:
         events with a valid time go to their (source, date) partitions unless already stored
@@ -112,6 +118,8 @@ class Lake:
         Returns per-source stored and duplicate counts (quarantine is counted by
         :meth:`commit_quarantine`).
         """
+        if not hasattr(self, "_before_file"):
+            self.start_file(con)
         con.register("staged", chunk)
         with self.locked():
             try:
@@ -155,23 +163,28 @@ class Lake:
         staging = self.root / "_staging"
         staging.mkdir(parents=True, exist_ok=True)
         for source, date in sorted(partitions):
-            existing = self.event_files({(source, date)})
+            # Compare with what the partition held before this file (read once per file), and with
+            # what earlier chunks of this file wrote (a small table of ids): never re-read our own output.
+            existing = self._before_file.setdefault((source, date), self.event_files({(source, date)}))
             known = f"ANTI JOIN read_parquet({sql_list(existing)}) k ON k.event_id = c.event_id" if existing else ""
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE fresh AS
+                SELECT c.* FROM staged c {known} ANTI JOIN file_seen s ON s.event_id = c.event_id
+                WHERE c.time IS NOT NULL AND c.source = '{sql_str(source)}' AND CAST(c.time AS DATE) = DATE '{date}'
+                {dedupe}"""
+            )
+            written = con.execute("SELECT count(*) FROM fresh").fetchall()[0][0]
+            counts.stored[source] = counts.stored.get(source, 0) + written
+            if not written:
+                continue
             name = f"part-{uuid.uuid4().hex}.parquet"
             tmp = staging / name
-            written = con.execute(
-                f"""COPY (SELECT {names} FROM staged c {known}
-                          WHERE c.time IS NOT NULL AND c.source = '{sql_str(source)}' AND CAST(c.time AS DATE) = DATE '{date}'
-                          {dedupe})
-                    TO '{sql_str(str(tmp))}' (FORMAT parquet, COMPRESSION zstd)"""
-            ).fetchall()[0][0]
-            counts.stored[source] = counts.stored.get(source, 0) + written
-            if written:
-                target = self.events_dir / f"source={source}" / f"date={date}"
-                target.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, target / name)
-            else:
-                tmp.unlink(missing_ok=True)
+            con.execute(f"COPY (SELECT {names} FROM fresh) TO '{sql_str(str(tmp))}' (FORMAT parquet, COMPRESSION zstd)")
+            target = self.events_dir / f"source={source}" / f"date={date}"
+            target.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, target / name)
+            con.execute("INSERT INTO file_seen SELECT event_id FROM fresh")
+        con.execute("DROP TABLE IF EXISTS fresh")
         for source, n in per_source.items():
             counts.stored.setdefault(source, 0)
             counts.duplicate[source] = n - counts.stored[source]

@@ -155,50 +155,65 @@ def paged_rows(total: int, page: int) -> np.ndarray:
     return rows
 
 
+def bulk_create(out: Events, rng: np.random.Generator, t0: int, c: Client, *, job_id15: str, entity: str,
+                polls: int, family: str = "Bulk API 2.0") -> int:
+    """Create a Bulk API 2.0 query job (POST) and poll its status; returns the time of the last call."""
+    gaps = rng.integers(1500, 6000, 1 + polls)
+    ts = t0 + np.cumsum(gaps) - gaps[0]
+    base = f"{API}/jobs/query"
+    rest(out, rng, ts, c, method=pa.array(["POST"] + ["GET"] * polls), uri=pa.array([base] + [f"{base}/{job_id15}"] * polls),
+         entity=entity, rows=np.zeros(1 + polls, np.int64), resource="/jobs/query", family=family)
+    return int(ts[-1])
+
+
+def bulk_pages(out: Events, rng: np.random.Generator, ts: np.ndarray, c: Client, *, job_id15: str, entity: str,
+               query: str, rows: np.ndarray, page: int, family: str = "Bulk API 2.0") -> None:
+    """Download result pages of a Bulk API 2.0 query job at times ``ts`` (``rows`` per page):
+    RestApi/ApiTotalUsage per GET, plus ELF BulkApi2 and RTEM BulkApiResultEvent per page."""
+    k = len(ts)
+    if k == 0:
+        return
+    base = f"{API}/jobs/query/{job_id15}/results?maxRecords={page}"
+    locators = tokens(rng, k, 12)
+    uris = pc.if_else(pa.array(np.arange(k) == 0), pa.scalar(base), join(base, "&locator=", locators))
+    rows = np.asarray(rows, np.int64)
+    rest(out, rng, ts, c, method="GET", uri=uris, entity=entity, rows=rows, resource="/jobs/query", family=family)
+    out.add("elf/BulkApi2", {
+        "ts": ts + 1, "USER_ID": c.user15, "USER_ID_DERIVED": c.user18, "SESSION_KEY": c.session_key,
+        "LOGIN_KEY": c.login_key, "USER_TYPE": "Standard", "REQUEST_STATUS": "", "URI": uris,
+        "RUN_TIME": lognormal_ints(rng, 2000, 0.6, k), "CPU_TIME": lognormal_ints(rng, 400, 0.6, k),
+        "DB_TOTAL_TIME": lognormal_ints(rng, 900_000_000, 0.6, k), "JOB_ID": job_id15, "ENTITY_TYPE": entity,
+        "OPERATION_TYPE": "query", "ROWS_PROCESSED": rows, "NUMBER_FAILURES": "0", "MESSAGE": "",
+        "RESPONSE_SIZE": rows * rng.integers(250, 400, k), "CLIENT_IP": c.elf_ip,
+    })
+    out.add("rtem/BulkApiResultEvent", {
+        "ts": ts + 2, "UserId": c.user18, "Username": c.username, "SessionKey": c.session_key,
+        "LoginKey": c.login_key, "LoginHistoryId": c.history, "SourceIp": c.ip, "Query": query,
+    })
+
+
+def bulk_delete(out: Events, rng: np.random.Generator, ts: int, c: Client, *, job_id15: str, entity: str,
+                family: str = "Bulk API 2.0") -> None:
+    """Delete a Bulk API 2.0 query job (DELETE ``/jobs/query/<id>``, status 204)."""
+    rest(out, rng, np.array([ts]), c, method="DELETE", uri=f"{API}/jobs/query/{job_id15}", entity=entity,
+         rows=np.zeros(1, np.int64), status="204", resource="/jobs/query", family=family)
+
+
 def bulk_query(out: Events, rng: np.random.Generator, t0: int, c: Client, *, job_id15: str, entity: str, query: str,
                total: int, page: int, gap_ms: tuple[int, int] = (1500, 6000), delete: bool = False,
                family: str = "Bulk API 2.0") -> int:
-    """A Bulk API 2.0 query job: create (POST), status polls, result pages (GET .../results),
-    optionally a DELETE of the job. Writes RestApi/ApiTotalUsage per HTTP call, BulkApi2 and RTEM
-    BulkApiResultEvent per result page. Returns the time of the last call."""
+    """A whole Bulk API 2.0 query job: create, polls, every result page ``gap_ms`` apart, and
+    optionally a DELETE of the job. Returns the time of the last call."""
+    t = bulk_create(out, rng, t0, c, job_id15=job_id15, entity=entity, polls=int(rng.integers(1, 5)), family=family)
     pages = paged_rows(total, page)
-    polls = int(rng.integers(1, 5))
-    steps = 1 + polls + len(pages) + int(delete)
-    gaps = rng.integers(gap_ms[0], gap_ms[1], steps)
-    ts = t0 + np.cumsum(gaps) - gaps[0]
-    base = f"{API}/jobs/query"
-    uris = [base] + [f"{base}/{job_id15}"] * polls
-    methods = ["POST"] + ["GET"] * polls
-    rows = [0] * (1 + polls)
-    locators = tokens(rng, len(pages), 12).to_pylist()
-    for k, r in enumerate(pages):
-        loc = "" if k == 0 else f"&locator={locators[k]}"
-        uris.append(f"{base}/{job_id15}/results?maxRecords={page}{loc}")
-        methods.append("GET")
-        rows.append(int(r))
+    gaps = rng.integers(gap_ms[0], gap_ms[1], len(pages))
+    ts = t + np.cumsum(gaps)
+    bulk_pages(out, rng, ts, c, job_id15=job_id15, entity=entity, query=query, rows=pages, page=page, family=family)
+    t = int(ts[-1])
     if delete:
-        uris.append(f"{base}/{job_id15}")
-        methods.append("DELETE")
-        rows.append(0)
-    status = ["200"] * (steps - int(delete)) + (["204"] if delete else [])
-    resource = ["/jobs/query"] * steps
-    rest(out, rng, ts, c, method=pa.array(methods), uri=pa.array(uris), entity=entity, rows=np.array(rows),
-         status=pa.array(status), resource=pa.array(resource), family=family)
-    page_ts = ts[1 + polls : 1 + polls + len(pages)]
-    k = len(pages)
-    out.add("elf/BulkApi2", {
-        "ts": page_ts + 1, "USER_ID": c.user15, "USER_ID_DERIVED": c.user18, "SESSION_KEY": c.session_key,
-        "LOGIN_KEY": c.login_key, "USER_TYPE": "Standard", "REQUEST_STATUS": "", "URI": pa.array(uris[1 + polls : 1 + polls + k]),
-        "RUN_TIME": lognormal_ints(rng, 2000, 0.6, k), "CPU_TIME": lognormal_ints(rng, 400, 0.6, k),
-        "DB_TOTAL_TIME": lognormal_ints(rng, 900_000_000, 0.6, k), "JOB_ID": job_id15, "ENTITY_TYPE": entity,
-        "OPERATION_TYPE": "query", "ROWS_PROCESSED": pages, "NUMBER_FAILURES": "0", "MESSAGE": "",
-        "RESPONSE_SIZE": pages * rng.integers(250, 400, k), "CLIENT_IP": c.elf_ip,
-    })
-    out.add("rtem/BulkApiResultEvent", {
-        "ts": page_ts + 2, "UserId": c.user18, "Username": c.username, "SessionKey": c.session_key,
-        "LoginKey": c.login_key, "LoginHistoryId": c.history, "SourceIp": c.ip, "Query": query,
-    })
-    return int(ts[-1])
+        t += int(rng.integers(gap_ms[0], gap_ms[1]))
+        bulk_delete(out, rng, t, c, job_id15=job_id15, entity=entity, family=family)
+    return t
 
 
 def query_pages(out: Events, rng: np.random.Generator, t0: int, c: Client, *, entity: str, query: str,

@@ -32,8 +32,10 @@ MACROS: tuple[str, ...] = (
     + " ELSE blank_null(x) END",
     # A record id only when the value is one (15 or 18 alphanumerics), as 18 chars; collectors and
     # hand-edited samples put other strings in id columns (URI_ID_DERIVED 's4heK3WbH-lcJIL3-n').
-    "CREATE OR REPLACE MACRO sf_id_or_null(x) AS CASE "
-    "WHEN regexp_full_match(trim(x), '[a-zA-Z0-9]{15}|[a-zA-Z0-9]{18}') THEN sf_id18(trim(x)) END",
+    # The lambda binds x once: sf_id18 repeats its argument ~20 times, and mappings pass a
+    # coalesce of several fields here, which would make every file's query slow to plan.
+    "CREATE OR REPLACE MACRO sf_id_or_null(x) AS list_transform([trim(x)], lambda v: CASE "
+    "WHEN regexp_full_match(v, '[a-zA-Z0-9]{15}|[a-zA-Z0-9]{18}') THEN sf_id18(v) END)[1]",
     # Only a real IPv4 / IPv6 literal is an IP; 'Salesforce.com IP', 'w.x.y.z', 'null' are not.
     "CREATE OR REPLACE MACRO ip_or_null(x) AS CASE "
     "WHEN regexp_full_match(trim(x), '((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}"

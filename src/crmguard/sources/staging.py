@@ -31,7 +31,7 @@ NDJSON_BLOCK = 8 << 20
 UNRECOGNISED = "unrecognised record: not an Okta System Log event, Salesforce ELF row, RTEM event or SetupAuditTrail record"
 
 
-CHUNK_ROWS = 500_000
+CHUNK_ROWS = 262_144
 """Rows per chunk handed to the lake: bounds memory whatever the file size."""
 
 

@@ -26,7 +26,7 @@ def build(f: Field) -> dict[str, str]:
     act = f"lower({action})"
     created = first(f("CreatedDate"), f("sfdc_created_date"), f("CREATED_DATE"))
     display = first(f("Display"), f("display"), f("DISPLAY"))
-    created_by_id = f"sf_id18({first(f('CreatedById'), f('sfdc_created_by_id'), f('CREATED_BY_ID'))})"
+    created_by_id = first(f("CreatedById"), f("sfdc_created_by_id"), f("CREATED_BY_ID"))
     created_by = first(f("CreatedBy.Username"), f("sfdc_created_by_username"), f("CREATED_BY_USERNAME"))
     # DelegateUser is "the Login-As user who executed the action": an admin logged in as someone
     # else, who is then the real actor, while CreatedBy is the account that was impersonated.
@@ -61,11 +61,11 @@ def build(f: Field) -> dict[str, str]:
             ELSE 'admin_change' END""",
         "outcome": "'success'",
         "outcome_reason": display,
-        "user_id": f"CASE WHEN {delegate} IS NULL THEN {created_by_id} END",
+        "user_id": f"CASE WHEN {delegate} IS NULL THEN sf_id18({created_by_id}) END",
         "username": first(delegate, created_by),
-        "target_user": f"CASE WHEN {delegate} IS NOT NULL THEN {first(created_by, created_by_id)} END",
+        "target_user": f"CASE WHEN {delegate} IS NOT NULL THEN {first(created_by, f'sf_id18({created_by_id})')} END",
         "object": first(f("Section"), f("section"), f("SECTION")),
-        "record_id": f"sf_id18({first(f('Id'), f('record_id'), f('ID'))})",
+        "record_id": f"sf_id_or_null({first(f('Id'), f('record_id'), f('ID'))})",
         "app": f"CASE WHEN {is_app_change} THEN {app_name} END",
     }
 

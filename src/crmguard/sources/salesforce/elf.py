@@ -120,17 +120,18 @@ def _api_type(f: Field, et: str) -> str:
 def build(f: Field) -> dict[str, str]:
     """Map ELF fields (accessor ``f``) to event-schema SQL expressions."""
     et = f("EVENT_TYPE")
-    record_id = first(*(
-        f"sf_id_or_null({f(name)})"
-        for name in ("URI_ID_DERIVED", "REPORT_ID_DERIVED", "REPORT_ID", "PAGE_ENTITY_ID", "DOCUMENT_ID", "JOB_ID")
-    ))
+    # Each event type has one of these ids.
+    record_id = "sf_id_or_null(" + first(
+        f("URI_ID_DERIVED"), f("REPORT_ID_DERIVED"), f("REPORT_ID"), f("PAGE_ENTITY_ID"), f("DOCUMENT_ID"),
+        f("JOB_ID"),
+    ) + ")"
     # LoginAs: the DELEGATED_USER_* fields are the admin doing the impersonation (the actor) and
     # USER_ID the user being impersonated (Salesforce's Login As event type reference).
     login_as = (
         f"({et} = 'LoginAs' AND coalesce({f('DELEGATED_USER_ID_DERIVED')}, {f('DELEGATED_USER_ID')}, "
         f"{f('DELEGATED_USER_NAME')}) IS NOT NULL)"
     )
-    user_id = first(f"sf_id18({f('USER_ID_DERIVED')})", f"sf_id18({f('USER_ID')})")
+    user_id = first(f("USER_ID_DERIVED"), f("USER_ID"))
     lightning_object = f"nullif(regexp_extract({f('URI')}, '^/lightning/[ro]/([A-Za-z0-9_]+)/', 1), '')"
     return {
         "time": first("parse_ts(" + f("TIMESTAMP_DERIVED") + ")", "parse_ts(" + f("TIMESTAMP") + ")"),
@@ -148,11 +149,11 @@ def build(f: Field) -> dict[str, str]:
         "outcome": _outcome(f, et),
         "outcome_reason": first(f("LOGIN_STATUS"), f("EXCEPTION_MESSAGE"), f("MESSAGE"), f("STATUS_CODE"), f("REQUEST_STATUS")),
         "org_id": f"sf_id18({f('ORGANIZATION_ID')})",
+        # sf_id18 repeats its argument ~20 times: keep what it is given small.
         "user_id": f"""CASE WHEN {login_as}
-            THEN {first(f"sf_id18({f('DELEGATED_USER_ID_DERIVED')})", f"sf_id18({f('DELEGATED_USER_ID')})")}
-            ELSE {user_id} END""",
+            THEN sf_id18({first(f('DELEGATED_USER_ID_DERIVED'), f('DELEGATED_USER_ID'))}) ELSE sf_id18({user_id}) END""",
         "username": f"CASE WHEN {login_as} THEN {f('DELEGATED_USER_NAME')} ELSE {f('USER_NAME')} END",
-        "target_user": f"CASE WHEN {login_as} THEN {first(f('USER_NAME'), user_id)} END",
+        "target_user": f"CASE WHEN {login_as} THEN {first(f('USER_NAME'), f'sf_id18({user_id})')} END",
         "session_id": f("SESSION_KEY"),
         "login_key": f("LOGIN_KEY"),
         "src_ip": first(f"ip_or_null({f('SOURCE_IP')})", f"ip_or_null({f('CLIENT_IP')})"),
