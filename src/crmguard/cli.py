@@ -125,6 +125,61 @@ def query(
     return EXIT_OK
 
 
+@app.command()
+def simulate(
+    out: Annotated[str, typer.Option("--out", help="Folder to write the simulated export into.")],
+    users: Annotated[int, typer.Option("--users", help="Staff users (integration users are added).")] = 200,
+    days: Annotated[int, typer.Option("--days", help="Days to simulate.")] = 7,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same bytes.")] = 1,
+    campaign: Annotated[
+        Optional[list[str]],
+        typer.Option("--campaign", help="Attack campaign to include (repeatable): vishing, stolen-token, insider, "
+                     "credential-stuffing. Default: all four; 'none' for none."),
+    ] = None,
+    start: Annotated[Optional[str], typer.Option("--start", help="First day, YYYY-MM-DD (default 2025-03-03).")] = None,
+) -> int:
+    """Write realistic Salesforce + Okta logs of a retailer org with labelled attack campaigns."""
+    import datetime as dt
+
+    from crmguard.simulate import simulate as run_simulate
+
+    campaigns = None if not campaign else [c for c in campaign if c != "none"]
+    try:
+        first = dt.date.fromisoformat(start) if start else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--start") from exc
+    with Progress(
+        TextColumn("[bold]simulate"), BarColumn(), MofNCompleteColumn(), TextColumn("days"), TimeElapsedColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("simulate", total=days)
+        try:
+            summary = run_simulate(Path(out), users=users, days=days, seed=seed, campaigns=campaigns, start=first,
+                                   progress=lambda done, total: progress.update(task, completed=done))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from exc
+    console = Console()
+    console.print(f"simulated {summary.total_events:,} events ({summary.users:,} users, {summary.days} days, "
+                  f"{summary.customers:,} customers) into {out}")
+    for c in summary.campaigns:
+        console.print(f"  campaign {c.name}: actors {', '.join(c.actors)}; {c.start} → {c.end}")
+    console.print(f"ingest with: crmguard ingest {out}/salesforce {out}/okta")
+    return EXIT_OK
+
+
+@app.command()
+def demo(
+    home: HomeOpt = None,
+    campaign: Annotated[str, typer.Option("--campaign", help="The attack campaign to simulate.")] = "vishing",
+) -> int:
+    """Simulate a small retailer org with one attack campaign, ingest it and tell what is in the lake."""
+    from crmguard.demo import run_demo
+
+    ws = resolve(home)
+    run_demo(ws.home, out, campaign=campaign)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     command = typer.main.get_command(app)

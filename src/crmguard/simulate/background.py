@@ -154,12 +154,17 @@ def lognormal_ints(rng: np.random.Generator, median: float, sigma: float, n: int
 
 
 def scatter(parts: list[tuple[np.ndarray, pa.Array]], n: int) -> pa.Array:
-    """Assemble a column of ``n`` rows from parts, each (row indices, values for those rows)."""
+    """Assemble a column of ``n`` rows from parts, each (row indices, values for those rows); rows
+    no part covers are empty strings."""
     parts = [p for p in parts if len(p[0])]
-    if not parts:
-        return const("", n)
+    covered = np.zeros(n, bool)
+    for rows, _ in parts:
+        covered[rows] = True
+    if not covered.all():
+        missing = np.flatnonzero(~covered)
+        parts.append((missing, const("", len(missing))))
     rows = np.concatenate([p[0] for p in parts])
-    values = pa.concat_arrays([p[1] for p in parts])
+    values = pa.concat_arrays([p[1].cast(pa.string()) for p in parts])
     inverse = np.empty(n, np.int64)
     inverse[rows] = np.arange(n)
     return values.take(pa.array(inverse))
@@ -474,8 +479,9 @@ def ui_activity(day: Day, ctx: Context, s: Sessions, out: Events) -> None:
     rows_n = rng.integers(25, 51, n)
     owners = np.repeat(users, rows_n)
     flat = _customer_pick(day, ctx, owners)
-    record_ids = pc.if_else(pa.array(np.repeat(case_list, rows_n)),
-                            cust.case_ids(flat % cust.n_cases), cust.contact_ids(flat))
+    case_flat = np.repeat(case_list, rows_n)
+    record_ids = scatter([(np.flatnonzero(~case_flat), cust.contact_ids(flat[~case_flat])),
+                          (np.flatnonzero(case_flat), cust.case_ids(flat[case_flat] % cust.n_cases))], len(flat))
     batch = _rtem_common(ctx, s, idx, ts)
     batch.update({
         "ColumnHeaders": pc.if_else(pa.array(case_list), pa.scalar("CaseNumber, Contact.Name, Subject, Status, Priority"),
@@ -546,9 +552,9 @@ def _report_events(day: Day, ctx: Context, s: Sessions, idx: np.ndarray, ts: np.
         pos = absolute[adv_flat] % np.maximum(cust.book_len[own], 1)
         cust_idx[adv_flat] = cust.book_order[np.minimum(cust.book_start[own] + pos, len(cust.book_order) - 1)]
     entity = pa.array(rep.entity).take(pa.array(r))
-    record_ids = cust.contact_ids(cust_idx)
-    is_case = pa.array(rep.entity).take(pa.array(r[flat_ev]))
-    record_ids = pc.if_else(pc.equal(is_case, "Case"), cust.case_ids(cust_idx % cust.n_cases), record_ids)
+    case_rows = np.array([e == "Case" for e in rep.entity])[r[flat_ev]]
+    record_ids = scatter([(np.flatnonzero(~case_rows), cust.contact_ids(cust_idx[~case_rows])),
+                          (np.flatnonzero(case_rows), cust.case_ids(cust_idx[case_rows] % cust.n_cases))], len(cust_idx))
     rid15 = pa.array(rep.id15).take(pa.array(r))
     rid18 = pa.array(rep.id18).take(pa.array(r))
     name = pa.array(rep.name).take(pa.array(r))
@@ -722,7 +728,9 @@ def api_run(day: Day, ctx: Context, users: np.ndarray, places: np.ndarray, start
         "Browser": "Unknown", "Platform": "Unknown", "LoginType": "Remote Access 2.0",
         "LoginSubType": "OAuth Refresh Token", "LoginUrl": pop.org.my_domain,
         "CountryIso": pop.place_country.take(pa.array(places)), "Country": pop.place_country_name.take(pa.array(places)),
-        "City": pop.place_city.take(pa.array(places)),
+        "City": pop.place_city.take(pa.array(places)), "PostalCode": pop.place_postal.take(pa.array(places)),
+        "Subdivision": pop.place_state.take(pa.array(places)), "LoginLatitude": pop.place_lat.take(pa.array(places)),
+        "LoginLongitude": pop.place_lon.take(pa.array(places)),
     })
     entity = take(_DL_ENTITIES, entity_ix)
     flat_run = np.repeat(run, rows)

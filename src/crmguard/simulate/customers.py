@@ -53,26 +53,37 @@ class Customers:
     def __len__(self) -> int:
         return len(self.brand)
 
-    def contact_ids(self, idx: np.ndarray, width: int = 18) -> pa.StringArray:
-        """Contact ids (18 or 15 characters) of customers ``idx``."""
-        return ids.strings(ids.id_matrix("003", self.pod, self.contact_counter[idx]), width)
+    def _ids(self, entity: str) -> pa.StringArray:
+        """Every 18-character id of ``entity``, computed once (cheap to ``take`` from later)."""
+        cache = self.__dict__.setdefault("_id_cache", {})
+        if entity not in cache:
+            counters = {
+                "Contact": lambda: self.contact_counter, "Account": lambda: self.account_counter,
+                "Lead": lambda: self.lead_base + np.arange(self.n_leads) * 3,
+                "Case": lambda: self.case_base + np.arange(self.n_cases) * 2,
+            }[entity]()
+            cache[entity] = ids.strings(ids.id_matrix(ids.KEY_PREFIX[entity], self.pod, counters))
+        return cache[entity]
 
-    def account_ids(self, idx: np.ndarray, width: int = 18) -> pa.StringArray:
+    def contact_ids(self, idx: np.ndarray) -> pa.StringArray:
+        """Contact ids (18 characters) of customers ``idx``."""
+        return self._ids("Contact").take(pa.array(np.asarray(idx, np.int64)))
+
+    def account_ids(self, idx: np.ndarray) -> pa.StringArray:
         """Person-account ids of customers ``idx``."""
-        return ids.strings(ids.id_matrix("001", self.pod, self.account_counter[idx]), width)
+        return self._ids("Account").take(pa.array(np.asarray(idx, np.int64)))
 
     def lead_ids(self, idx: np.ndarray) -> pa.StringArray:
         """Ids of leads ``idx`` (prospects, not in the customer export)."""
-        return ids.strings(ids.id_matrix("00Q", self.pod, self.lead_base + np.asarray(idx) * 3))
+        return self._ids("Lead").take(pa.array(np.asarray(idx, np.int64)))
 
     def case_ids(self, idx: np.ndarray) -> pa.StringArray:
         """Ids of service cases ``idx``."""
-        return ids.strings(ids.id_matrix("500", self.pod, self.case_base + np.asarray(idx) * 2))
+        return self._ids("Case").take(pa.array(np.asarray(idx, np.int64)))
 
     def record_ids(self, entity: str, idx: np.ndarray) -> pa.StringArray:
         """Ids of records ``idx`` of ``entity`` (Contact, Account, Lead or Case)."""
-        return {"Contact": self.contact_ids, "Account": self.account_ids, "Lead": self.lead_ids,
-                "Case": self.case_ids}[entity](idx)
+        return self._ids(entity).take(pa.array(np.asarray(idx, np.int64)))
 
     def population(self, entity: str) -> int:
         """How many records of ``entity`` exist."""

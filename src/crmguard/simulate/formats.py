@@ -195,13 +195,13 @@ def rtem_lines(obj: str, batch: Batch, rng: np.random.Generator) -> tuple[np.nda
             raise ValueError(f"{obj}.{name} needs a value")
         if kind in "nb":
             _lit(parts, key)
-            parts.append(col)
+            parts.append(pc.if_else(pc.equal(col, ""), pa.scalar(RTEM_DEFAULTS.get(name, "null")), col))
         elif kind == "z":
             _lit(parts, key)
             parts.append(pc.if_else(pc.equal(col, ""), pa.scalar("null"), join('"', col, '"')))
         else:
             _lit(parts, key + '"')
-            parts.append(col)
+            parts.append(pc.if_else(pc.equal(col, ""), pa.scalar(RTEM_DEFAULTS[name]), col) if name in RTEM_DEFAULTS else col)
             _lit(parts, '"')
     _lit(parts, "}\n")
     lines = join(*parts)

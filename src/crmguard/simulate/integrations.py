@@ -136,7 +136,7 @@ def marketing_day(day: Day, ctx: Context, schedule: Schedule, out: Events) -> No
         c2 = client_for(day, ctx, integ, integ.ips[int(rng.integers(len(integ.ips)))], _keys(rng))
         login(out, rng, np.array([t1]), c2, login_type="i", sub_type="oauthrefreshtoken",
               uri="/services/oauth2/token", rtem_type="Remote Access 2.0", rtem_sub_type="OAuth Refresh Token")
-        job = ids.new_id("750", org.pod, 2_500_000 + day.index)[0]
+        job = ids.new_id("750", org.pod, 9_000_000 + day.index)[0]
         bulk_query(out, rng, t1 + 3000, c2, job_id15=job, entity="Contact", query=MARKETING_FULL,
                    total=int(len(cust) * 0.86), page=100_000, gap_ms=(3000, 12_000))
 

@@ -90,7 +90,7 @@ def simulate(out: Path, users: int, days: int, seed: int, campaigns: list[str] |
     ctx = Context(pop, cust, perm=_rng(seed, _PERM).permutation(len(cust)))
     schedule = draw_schedule(_rng(seed, _SCHEDULE))
     period = (day_start_ms(start), day_start_ms(start) + days * 86_400_000)
-    plans: list[Campaign] = plan_campaigns(names, _rng(seed, _CAMPAIGNS), ctx, period)
+    plans: list[Campaign] = plan_campaigns(names, seed, _CAMPAIGNS, ctx, period)
 
     bytes_written: dict[str, int] = {}
     files_written: dict[str, int] = {}

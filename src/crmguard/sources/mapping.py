@@ -68,3 +68,24 @@ def select_list(exprs: dict[str, str]) -> str:
     items.append(f"CAST({exprs.get('_time_raw', 'NULL')} AS VARCHAR) AS _time_raw")
     items.append(f"CAST({exprs.get('_time_field', 'NULL')} AS VARCHAR) AS _time_field")
     return ",\n  ".join(items)
+
+
+def json_select(mapping: SourceMapping, root: str) -> tuple[str, str]:
+    """Plan a JSON mapping so each record is parsed once.
+
+    Returns ``(extraction, select)``: ``extraction`` is a SELECT item that pulls every field the
+    mapping reads out of JSON expression ``root`` in one call (into list ``__f``); ``select`` is
+    the schema select list reading from ``__f``. Separate ``json_extract_string`` calls per field
+    would re-parse the record dozens of times, which is slow and, for records of 100 kB, costly
+    in memory.
+    """
+    paths: list[str] = []
+
+    def field(path: str) -> str:
+        if path not in paths:
+            paths.append(path)
+        return f"blank_null(__f[{paths.index(path) + 1}])"
+
+    select = select_list(mapping.build(field))
+    extraction = f"json_extract_string({root}, [{', '.join(json_path(p) for p in paths)}]) AS __f"
+    return extraction, select

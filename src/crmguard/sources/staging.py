@@ -23,7 +23,7 @@ from crmguard.errors import SourceParseError
 from crmguard.schema import COLUMNS, EVENT_SCHEMA, duckdb_type
 from crmguard.sources import JSON_FORMATS
 from crmguard.sources.inputs import Opened
-from crmguard.sources.mapping import SourceMapping, csv_field, json_field, select_list
+from crmguard.sources.mapping import SourceMapping, csv_field, json_select, select_list
 from crmguard.sources.salesforce import audit_trail, elf
 from crmguard.sources.sql import ident, sql_str
 
@@ -155,12 +155,13 @@ class FileStager:
         )
         read, kinds = con.execute("SELECT count(*), list(DISTINCT kind) FILTER (WHERE kind IS NOT NULL) FROM jk").fetchall()[0]
         kinds = kinds or []
-        selects = [
-            with_event_id(m.SOURCE,
-                f"SELECT {select_list(m.MAPPING.build(json_field('root')))}, json(txt)::VARCHAR AS raw, '{name}' AS log_file, "
-                f"_line, _record FROM (SELECT *, {m.JSON_ROOT} AS root FROM jk WHERE kind = '{m.SOURCE}')")
-            for m in JSON_FORMATS if m.SOURCE in kinds
-        ]
+        selects = []
+        for m in JSON_FORMATS:
+            if m.SOURCE in kinds:
+                extraction, select = json_select(m.MAPPING, "root")
+                selects.append(with_event_id(m.SOURCE,
+                    f"SELECT {select}, json(txt)::VARCHAR AS raw, '{name}' AS log_file, _line, _record "
+                    f"FROM (SELECT *, {extraction} FROM (SELECT *, {m.JSON_ROOT} AS root FROM jk WHERE kind = '{m.SOURCE}'))"))
         chunk = con.sql(" UNION ALL ".join(selects)).to_arrow_table() if selects else _empty_chunk(con)
         con.execute(
             f"""INSERT INTO qstaged SELECT '{name}', _line, _record, NULL, NULL,

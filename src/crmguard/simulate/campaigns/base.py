@@ -238,7 +238,7 @@ def user_client(ctx: Context, user: int, place: Place, agent: str, rng: np.rando
     """A Salesforce :class:`Client` acting as org user ``user`` from ``place`` with fresh session keys."""
     org = ctx.pop.org
     keys = ids.session_keys(rng, 2).to_pylist()
-    history = ids.strings(ids.id_matrix("0Ya", org.pod, rng.integers(90_000_000, 99_000_000, 1)))[0].as_py()
+    history = ids.strings(ids.id_matrix("0Ya", org.pod, rng.integers(10**12, 2 * 10**12, 1)))[0].as_py()
     return Client(
         user15=org.users.sf15[user], user18=org.users.sf18[user], username=org.users.username[user], ip=place.ip,
         city=place.network.city, agent=agent, app_name=app_name, app_id15=app_id15, app_id18=app_id18,

@@ -89,7 +89,7 @@ def plan(rng: np.random.Generator, ctx: Context, period: tuple[int, int]) -> Cam
     client = Client(user15=users.sf15[u], user18=users.sf18[u], username=users.username[u], ip=place.ip,
                     city=place.network.city, agent=agents[0], app_name=integ.app.name, app_id15=integ.app.id15,
                     app_id18=integ.app.id18, client_name=integ.app.client, session_key=keys[0], login_key=keys[1],
-                    history=ids.strings(ids.id_matrix("0Ya", org.pod, rng.integers(90_000_000, 99_000_000, 1)))[0].as_py(),
+                    history=ids.strings(ids.id_matrix("0Ya", org.pod, rng.integers(10**12, 2 * 10**12, 1)))[0].as_py(),
                     login_url=org.my_domain)
     login(out, rng, np.array([t]), client, login_type="i", sub_type="oauthrefreshtoken", uri="/services/oauth2/token",
           rtem_type="Remote Access 2.0", rtem_sub_type="OAuth Refresh Token")
