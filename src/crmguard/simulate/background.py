@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from crmguard.simulate import formats, ids
 from crmguard.simulate.clock import DAY_MS, HOUR_MS, MINUTE_MS
-from crmguard.simulate.columns import as_strings, const, doubles, ints, join, take, uuids
+from crmguard.simulate.columns import as_strings, const, doubles, ints, join, lit, take, uuids
 from crmguard.simulate.customers import Customers
 from crmguard.simulate.formats import Batch
 from crmguard.simulate.org import ADMIN, ADVISOR, ANALYST, API_VERSION, SERVICE
@@ -140,12 +140,14 @@ class Context:
 
 def spread(day: Day, s: Sessions, rates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Place Poisson(rate × hours) events uniformly inside each session; returns (session index,
-    epoch ms) per event."""
+    epoch ms) per event, in time order."""
     hours = (s.end - s.start) / HOUR_MS
     counts = day.rng.poisson(np.asarray(rates) * hours)
     idx = np.repeat(np.arange(len(s)), counts)
     ts = s.start[idx] + (day.rng.random(len(idx)) * (s.end - s.start)[idx]).astype(np.int64)
-    return idx, ts
+    # Events come out in time order so their columns are built sorted (no reordering later).
+    order = np.argsort(ts, kind="stable")
+    return idx[order], ts[order]
 
 
 def lognormal_ints(rng: np.random.Generator, median: float, sigma: float, n: int, lo: int = 1, hi: int = 10**9) -> np.ndarray:
@@ -279,31 +281,31 @@ def logins(day: Day, ctx: Context, s: Sessions, out: Events) -> None:
     pi = pa.array(s.place_index)
     user = pa.array(s.user)
     ua = pc.if_else(pa.array(mobile), pop.mobile_ua.take(user), pop.desktop_ua.take(user))
-    login_type = pc.if_else(pa.array(mobile), pa.scalar("i"), pc.if_else(pa.array(sp_init), pa.scalar("8"), pa.scalar("5")))
+    login_type = pc.if_else(pa.array(mobile), lit("i"), pc.if_else(pa.array(sp_init), lit("8"), lit("5")))
     out.add("elf/Login", {
         "ts": ts, "USER_ID": pop.id15.take(user), "USER_ID_DERIVED": pop.id18.take(user), "LOGIN_KEY": s.login_key,
         "USER_TYPE": "Standard", "RUN_TIME": lognormal_ints(rng, 150, 0.5, n), "CPU_TIME": lognormal_ints(rng, 30, 0.5, n),
         "DB_TOTAL_TIME": lognormal_ints(rng, 90_000_000, 0.6, n),
-        "URI": pc.if_else(pa.array(mobile), pa.scalar("/services/oauth2/token"), pa.scalar("/saml/SSO")),
+        "URI": pc.if_else(pa.array(mobile), lit("/services/oauth2/token"), lit("/saml/SSO")),
         "LOGIN_TYPE": login_type, "BROWSER_TYPE": ua, "API_VERSION": "9998.0", "USER_NAME": pop.username.take(user),
         "TLS_PROTOCOL": "TLSv1.3", "CIPHER_SUITE": "TLS_AES_256_GCM_SHA384", "USE_API_TOKEN": "",
-        "HTTP_REFERER": pc.if_else(pa.array(mobile), pa.scalar(""), pa.scalar(f"https://{org.okta_domain}/")),
+        "HTTP_REFERER": pc.if_else(pa.array(mobile), lit(""), lit(f"https://{org.okta_domain}/")),
         "LOGIN_URL": org.my_domain, "COUNTRY_CODE": pop.place_country.take(pi),
-        "LOGIN_SUB_TYPE": pc.if_else(pa.array(mobile), pa.scalar("oauthrefreshtoken"), pa.scalar("")),
-        "AUTHENTICATION_SERVICE_ID": pc.if_else(pa.array(mobile), pa.scalar(""), pa.scalar(org.saml_config_id)),
+        "LOGIN_SUB_TYPE": pc.if_else(pa.array(mobile), lit("oauthrefreshtoken"), lit("")),
+        "AUTHENTICATION_SERVICE_ID": pc.if_else(pa.array(mobile), lit(""), lit(org.saml_config_id)),
         "CLIENT_IP": pop.place_ip.take(pi), "LOGIN_STATUS": "LOGIN_NO_ERROR", "SOURCE_IP": pop.place_ip.take(pi),
     })
     out.add("rtem/LoginEvent", {
         "ts": ts, "UserId": pop.id18.take(user), "Username": pop.username.take(user), "LoginKey": s.login_key,
         "LoginHistoryId": s.history, "SourceIp": pop.place_ip.take(pi), "Status": "Success",
-        "Application": pc.if_else(pa.array(mobile), pa.scalar("Salesforce for iOS"), pa.scalar("Browser")),
-        "Browser": pc.if_else(pa.array(mobile), pa.scalar("Unknown"), pop.desktop_browser.take(user)),
+        "Application": pc.if_else(pa.array(mobile), lit("Salesforce for iOS"), lit("Browser")),
+        "Browser": pc.if_else(pa.array(mobile), lit("Unknown"), pop.desktop_browser.take(user)),
         "Platform": pc.if_else(pa.array(mobile), pop.mobile_platform.take(user), pop.desktop_platform.take(user)),
-        "LoginType": pc.if_else(pa.array(mobile), pa.scalar("Remote Access 2.0"),
-                                pc.if_else(pa.array(sp_init), pa.scalar("SAML Sfdc Initiated SSO"),
-                                           pa.scalar("SAML Idp Initiated SSO"))),
-        "LoginSubType": pc.if_else(pa.array(mobile), pa.scalar("OAuth Refresh Token"), pa.scalar("")),
-        "AuthServiceId": pc.if_else(pa.array(mobile), pa.scalar(""), pa.scalar(ids.to18(org.saml_config_id))),
+        "LoginType": pc.if_else(pa.array(mobile), lit("Remote Access 2.0"),
+                                pc.if_else(pa.array(sp_init), lit("SAML Sfdc Initiated SSO"),
+                                           lit("SAML Idp Initiated SSO"))),
+        "LoginSubType": pc.if_else(pa.array(mobile), lit("OAuth Refresh Token"), lit("")),
+        "AuthServiceId": pc.if_else(pa.array(mobile), lit(""), lit(ids.to18(org.saml_config_id))),
         "LoginUrl": org.my_domain, "City": pop.place_city.take(pi), "Country": pop.place_country_name.take(pi),
         "CountryIso": pop.place_country.take(pi), "PostalCode": pop.place_postal.take(pi),
         "Subdivision": pop.place_state.take(pi), "LoginLatitude": pop.place_lat.take(pi),
@@ -335,7 +337,7 @@ def logins(day: Day, ctx: Context, s: Sessions, out: Events) -> None:
     ci = pa.array(closing)
     out.add("elf/Logout", {
         "ts": lt, "USER_ID": pop.id15.take(cu), "USER_ID_DERIVED": pop.id18.take(cu), "USER_TYPE": "S",
-        "SESSION_TYPE": pc.if_else(pa.array(mobile[closing]), pa.scalar("O"), pa.scalar("U")), "SESSION_LEVEL": "1",
+        "SESSION_TYPE": pc.if_else(pa.array(mobile[closing]), lit("O"), lit("U")), "SESSION_LEVEL": "1",
         "BROWSER_TYPE": ua.take(ci), "PLATFORM_TYPE": "1015", "RESOLUTION_TYPE": "9999", "APP_TYPE": "1000",
         "CLIENT_VERSION": "9998", "API_TYPE": "", "API_VERSION": "9998.0", "USER_INITIATED_LOGOUT": "1",
         "SESSION_KEY": s.session_key.take(ci), "LOGIN_KEY": s.login_key.take(ci),
@@ -484,13 +486,13 @@ def ui_activity(day: Day, ctx: Context, s: Sessions, out: Events) -> None:
                           (np.flatnonzero(case_flat), cust.case_ids(flat[case_flat] % cust.n_cases))], len(flat))
     batch = _rtem_common(ctx, s, idx, ts)
     batch.update({
-        "ColumnHeaders": pc.if_else(pa.array(case_list), pa.scalar("CaseNumber, Contact.Name, Subject, Status, Priority"),
-                                    pa.scalar("Name, Phone, Email, Owner.Alias, Total_Spend__c")),
-        "DeveloperName": pc.if_else(pa.array(case_list), pa.scalar("MyOpenCases"), pa.scalar("My_Clients")),
-        "Name": pc.if_else(pa.array(case_list), pa.scalar("My Open Cases"), pa.scalar("My Clients")),
-        "ListViewId": pc.if_else(pa.array(case_list), pa.scalar(ids.new_id("00B", pop.org.pod, 7731)[1]),
-                                 pa.scalar(ids.new_id("00B", pop.org.pod, 7702)[1])),
-        "QueriedEntities": pc.if_else(pa.array(case_list), pa.scalar("Case"), pa.scalar("Contact")),
+        "ColumnHeaders": pc.if_else(pa.array(case_list), lit("CaseNumber, Contact.Name, Subject, Status, Priority"),
+                                    lit("Name, Phone, Email, Owner.Alias, Total_Spend__c")),
+        "DeveloperName": pc.if_else(pa.array(case_list), lit("MyOpenCases"), lit("My_Clients")),
+        "Name": pc.if_else(pa.array(case_list), lit("My Open Cases"), lit("My Clients")),
+        "ListViewId": pc.if_else(pa.array(case_list), lit(ids.new_id("00B", pop.org.pod, 7731)[1]),
+                                 lit(ids.new_id("00B", pop.org.pod, 7702)[1])),
+        "QueriedEntities": pc.if_else(pa.array(case_list), lit("Case"), lit("Contact")),
         "EventSource": "Lightning", "ExecutionIdentifier": uuids(rng, n), "NumberOfColumns": "5",
         "OrderBy": "[LastModifiedDate DESC NULLS FIRST, Id DESC NULLS FIRST]", "OwnerId": pop.id18.take(pa.array(users)),
         "Records": formats.report_records(record_ids, rows_n), "RowsProcessed": doubles(rows_n), "Scope": "Mine",
@@ -577,7 +579,7 @@ def _report_events(day: Day, ctx: Context, s: Sessions, idx: np.ndarray, ts: np.
         out.add("elf/ReportExport", {
             "ts": common["ts"], "USER_ID": common["USER_ID"], "USER_ID_DERIVED": common["USER_ID_DERIVED"],
             "CLIENT_IP": common["CLIENT_IP"], "URI": join("/", rid15, "?export=1&enc=UTF-8&xf=",
-                                                           pc.if_else(pc.equal(fmt, "CSV"), pa.scalar("csv"), pa.scalar("xls"))),
+                                                           pc.if_else(pc.equal(fmt, lit("CSV")), lit("csv"), lit("xls"))),
             "CLIENT_INFO": ctx.pop.desktop_ua.take(pa.array(users)), "REPORT_DESCRIPTION": name, "URI_ID_DERIVED": rid18,
         })
     ai = pa.array(ev)
@@ -747,7 +749,7 @@ def api_run(day: Day, ctx: Context, users: np.ndarray, places: np.ndarray, start
     ev_user = pa.array(users[run])
     ev_ip = ip.take(ri)
     ev_entity = entity.take(ri)
-    op = pc.if_else(pa.array(seq == 0), pa.scalar("query"), pa.scalar("queryMore"))
+    op = pc.if_else(pa.array(seq == 0), lit("query"), lit("queryMore"))
     common = {
         "ts": ts, "USER_ID": pop.id15.take(ev_user), "USER_ID_DERIVED": pop.id18.take(ev_user),
         "SESSION_KEY": keys.take(ri), "LOGIN_KEY": lkeys.take(ri), "CLIENT_IP": ev_ip, "USER_TYPE": "Standard",
@@ -757,8 +759,8 @@ def api_run(day: Day, ctx: Context, users: np.ndarray, places: np.ndarray, start
         "REQUEST_ID": ids.request_ids(rng, len(run)),
     }
     query_text = join("SELECT ", take([_DL_FIELDS[e] for e in _DL_ENTITIES], entity_ix), " FROM ", entity,
-                      pc.if_else(pa.array(rng.random(k) < 0.5), pa.scalar(" WHERE LastModifiedDate = LAST_N_DAYS:30"),
-                                 pa.scalar("")))
+                      pc.if_else(pa.array(rng.random(k) < 0.5), lit(" WHERE LastModifiedDate = LAST_N_DAYS:30"),
+                                 lit("")))
     if dataloader:
         api = dict(common)
         api.update({"URI": "Api", "API_TYPE": "P", "API_VERSION": API_VERSION, "CLIENT_NAME": app.client,
@@ -769,7 +771,7 @@ def api_run(day: Day, ctx: Context, users: np.ndarray, places: np.ndarray, start
     else:
         rest = dict(common)
         locator = ids.strings(ids.id_matrix("01g", pop.org.pod, rng.integers(10**6, 10**8, len(run))), 15)
-        rest.update({"URI": pc.if_else(pa.array(seq == 0), pa.scalar(f"{API}/query"), join(f"{API}/query/", locator, "-2000")),
+        rest.update({"URI": pc.if_else(pa.array(seq == 0), lit(f"{API}/query"), join(f"{API}/query/", locator, "-2000")),
                      "METHOD": "GET", "MEDIA_TYPE": "application/json", "STATUS_CODE": "200", "USER_AGENT": agent,
                      "NUMBER_FIELDS": "8", "CONNECTED_APP_ID": app.id15})
         out.add("elf/RestApi", rest)
@@ -779,7 +781,7 @@ def api_run(day: Day, ctx: Context, users: np.ndarray, places: np.ndarray, start
         "SessionKey": keys.take(ri), "LoginKey": lkeys.take(ri), "SourceIp": ev_ip,
         "ApiType": "SOAP Partner" if dataloader else "REST", "ApiVersion": API_VERSION, "Application": app.name,
         "Client": app.client, "ConnectedAppId": app.id18, "ElapsedTime": lognormal_ints(rng, 300, 0.8, len(run)),
-        "Operation": pc.if_else(pa.array(seq == 0), pa.scalar("Query"), pa.scalar("QueryMore")),
+        "Operation": pc.if_else(pa.array(seq == 0), lit("Query"), lit("QueryMore")),
         "QueriedEntities": ev_entity, "Query": query_text.take(ri),
         "Records": formats.api_records(take(_DL_ENTITIES, ent_flat), rec_ids, rows, seq + 1 == calls[run]),
         "RowsProcessed": doubles(rows), "UserAgent": "" if dataloader else agent,

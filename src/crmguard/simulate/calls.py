@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from crmguard.simulate import formats, geo, ids
 from crmguard.simulate.background import API, Events, lognormal_ints
-from crmguard.simulate.columns import as_strings, const, doubles, join, tokens
+from crmguard.simulate.columns import as_strings, const, doubles, join, lit, tokens
 from crmguard.simulate.org import API_VERSION
 
 
@@ -175,7 +175,7 @@ def bulk_pages(out: Events, rng: np.random.Generator, ts: np.ndarray, c: Client,
         return
     base = f"{API}/jobs/query/{job_id15}/results?maxRecords={page}"
     locators = tokens(rng, k, 12)
-    uris = pc.if_else(pa.array(np.arange(k) == 0), pa.scalar(base), join(base, "&locator=", locators))
+    uris = pc.if_else(pa.array(np.arange(k) == 0), lit(base), join(base, "&locator=", locators))
     rows = np.asarray(rows, np.int64)
     rest(out, rng, ts, c, method="GET", uri=uris, entity=entity, rows=rows, resource="/jobs/query", family=family)
     out.add("elf/BulkApi2", {
@@ -231,14 +231,14 @@ def query_pages(out: Events, rng: np.random.Generator, t0: int, c: Client, *, en
     if api == "REST":
         locator = "01g" + tokens(rng, 1, 12)[0].as_py()
         offsets = np.concatenate([[0], np.cumsum(pages)[:-1]])
-        uri = pc.if_else(pa.array(first), pa.scalar(f"{API}/query"),
+        uri = pc.if_else(pa.array(first), lit(f"{API}/query"),
                          join(f"{API}/query/{locator}-", pa.array(offsets).cast(pa.string())))
         rest(out, rng, ts, c, method="GET", uri=uri, entity=entity, rows=pages, resource="/query")
-        operation = pc.if_else(pa.array(first), pa.scalar("Query"), pa.scalar("QueryMore"))
+        operation = pc.if_else(pa.array(first), lit("Query"), lit("QueryMore"))
     else:
-        soap(out, rng, ts, c, method=pc.if_else(pa.array(first), pa.scalar("query"), pa.scalar("queryMore")),
+        soap(out, rng, ts, c, method=pc.if_else(pa.array(first), lit("query"), lit("queryMore")),
              entity=entity, rows=pages)
-        operation = pc.if_else(pa.array(first), pa.scalar("Query"), pa.scalar("QueryMore"))
+        operation = pc.if_else(pa.array(first), lit("Query"), lit("QueryMore"))
     done = np.arange(k) == k - 1
     records = formats.api_records(entity, record_ids, pages, done) if total else const('{\\"totalSize\\":0,\\"done\\":true,\\"records\\":[]}', 1)
     api_event(out, rng, ts, c, api_type=soql_type, operation=operation, entity=entity, query=query, records=records,

@@ -9,6 +9,7 @@ column-wise by Arrow kernels.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -58,7 +59,7 @@ def ints(values: np.ndarray) -> pa.StringArray:
 
 def doubles(values: np.ndarray) -> pa.StringArray:
     """Text of whole numbers written as JSON doubles (``1234.0``), as Salesforce serialises them."""
-    return pc.binary_join_element_wise(ints(values), pa.scalar(".0"), pa.scalar(""))
+    return pc.binary_join_element_wise(ints(values), lit(".0"), lit(""))
 
 
 def take(dictionary: pa.Array | Sequence[str], indices: np.ndarray) -> pa.StringArray:
@@ -68,12 +69,18 @@ def take(dictionary: pa.Array | Sequence[str], indices: np.ndarray) -> pa.String
     return dictionary.take(pa.array(np.asarray(indices, dtype=np.int64)))
 
 
+@lru_cache(maxsize=4096)
+def lit(text: str) -> pa.StringScalar:
+    """A typed Arrow string scalar (cached: building untyped scalars is slow in pyarrow)."""
+    return pa.scalar(text, pa.string())
+
+
 def join(*parts: pa.Array | str) -> pa.StringArray:
     """Concatenate string columns and literal strings row by row."""
-    args = [pa.scalar(p) if isinstance(p, str) else p for p in parts]
-    if not any(isinstance(a, pa.Array) for a in args):
+    args = [lit(p) if isinstance(p, str) else p for p in parts]
+    if not any(isinstance(a, pa.Array | pa.ChunkedArray) for a in args):
         raise ValueError("join needs at least one column")
-    return pc.binary_join_element_wise(*args, pa.scalar(""))
+    return pc.binary_join_element_wise(*args, lit(""))
 
 
 def tokens(rng: np.random.Generator, n: int, width: int, alphabet: np.ndarray = ALNUM) -> pa.StringArray:

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from crmguard.simulate import clock, geo, ids
-from crmguard.simulate.columns import as_strings, const, join, uuids
+from crmguard.simulate.columns import as_strings, const, join, lit, uuids
 from crmguard.sources.salesforce.elf_fields import ELF_FIELDS
 
 Batch = dict[str, Any]
@@ -62,8 +62,20 @@ def concat(batches: list[Batch]) -> Batch:
     return out
 
 
-def _order(batch: Batch) -> np.ndarray:
-    return np.argsort(np.asarray(batch["ts"], np.int64), kind="stable")
+def _order(batch: Batch) -> np.ndarray | None:
+    """Permutation putting ``batch`` in time order, or None when it already is."""
+    ts = np.asarray(batch["ts"], np.int64)
+    if len(ts) < 2 or bool(np.all(ts[1:] >= ts[:-1])):
+        return None
+    return np.argsort(ts, kind="stable")
+
+
+def _sorted(values: pa.Array, order: np.ndarray | None) -> pa.Array:
+    return values if order is None else values.take(pa.array(order))
+
+
+def _sorted_ts(ts: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+    return ts if order is None else ts[order]
 
 
 # --- ELF -----------------------------------------------------------------------------------------
@@ -93,8 +105,8 @@ def elf_table(event_type: str, batch: Batch, org_id15: str, rng: np.random.Gener
             col = ids.to18_column(as_strings(batch["USER_ID"], n))
         else:
             col = const("", n)
-        cols.append(col.take(pa.array(order)))
-    return ts[order], pa.table(cols, names=list(ELF_FIELDS[event_type]))
+        cols.append(_sorted(col, order))
+    return _sorted_ts(ts, order), pa.table(cols, names=list(ELF_FIELDS[event_type]))
 
 
 # --- RTEM ----------------------------------------------------------------------------------------
@@ -195,17 +207,16 @@ def rtem_lines(obj: str, batch: Batch, rng: np.random.Generator) -> tuple[np.nda
             raise ValueError(f"{obj}.{name} needs a value")
         if kind in "nb":
             _lit(parts, key)
-            parts.append(pc.if_else(pc.equal(col, ""), pa.scalar(RTEM_DEFAULTS.get(name, "null")), col))
+            parts.append(pc.if_else(pc.equal(col, lit("")), lit(RTEM_DEFAULTS.get(name, "null")), col))
         elif kind == "z":
             _lit(parts, key)
-            parts.append(pc.if_else(pc.equal(col, ""), pa.scalar("null"), join('"', col, '"')))
+            parts.append(pc.if_else(pc.equal(col, lit("")), lit("null"), join('"', col, '"')))
         else:
             _lit(parts, key + '"')
-            parts.append(pc.if_else(pc.equal(col, ""), pa.scalar(RTEM_DEFAULTS[name]), col) if name in RTEM_DEFAULTS else col)
+            parts.append(pc.if_else(pc.equal(col, lit("")), lit(RTEM_DEFAULTS[name]), col) if name in RTEM_DEFAULTS else col)
             _lit(parts, '"')
     _lit(parts, "}\n")
-    lines = join(*parts)
-    return ts[order], lines.take(pa.array(order))
+    return _sorted_ts(ts, order), _sorted(join(*parts), order)
 
 
 def _lit(parts: list[pa.Array | str], text: str) -> None:
@@ -256,7 +267,7 @@ def okta_lines(batch: Batch, rng: np.random.Generator) -> tuple[np.ndarray, pa.S
 
     result = as_strings(batch["result"], n)
     ok = pc.is_in(result, value_set=pa.array(["SUCCESS", "ALLOW"]))
-    severity = as_strings(batch["severity"], n) if "severity" in batch else pc.if_else(ok, lookup(2), pa.scalar("WARN"))
+    severity = as_strings(batch["severity"], n) if "severity" in batch else pc.if_else(ok, lookup(2), lit("WARN"))
     legacy = as_strings(batch["legacyEventType"], n) if "legacyEventType" in batch else lookup(1)
     reason = as_strings(batch.get("reason", ""), n)
     lines = join(
@@ -266,8 +277,8 @@ def okta_lines(batch: Batch, rng: np.random.Generator) -> tuple[np.ndarray, pa.S
         ',"debugContext":{"debugData":', as_strings(batch["debugData"], n),
         '},"displayMessage":"', as_strings(batch["displayMessage"], n) if "displayMessage" in batch else lookup(0),
         '","eventType":"', et,
-        '","legacyEventType":', pc.if_else(pc.equal(legacy, ""), pa.scalar("null"), join('"', legacy, '"')),
-        ',"outcome":{"reason":', pc.if_else(pc.equal(reason, ""), pa.scalar("null"), join('"', reason, '"')),
+        '","legacyEventType":', pc.if_else(pc.equal(legacy, lit("")), lit("null"), join('"', legacy, '"')),
+        ',"outcome":{"reason":', pc.if_else(pc.equal(reason, lit("")), lit("null"), join('"', reason, '"')),
         ',"result":"', result,
         '"},"published":"', clock.iso_z(ts),
         '","request":{"ipChain":[', as_strings(batch["ipChain"], n),
@@ -278,7 +289,7 @@ def okta_lines(batch: Batch, rng: np.random.Generator) -> tuple[np.ndarray, pa.S
         '","type":"WEB"},"uuid":"', as_strings(batch["uuid"], n) if "uuid" in batch else uuids(rng, n, version=1),
         '","version":"0"}',
     )
-    return ts[order], lines.take(pa.array(order))
+    return _sorted_ts(ts, order), _sorted(lines, order)
 
 
 def okta_actor(okta_id: str, login: str, name: str, kind: str = "User") -> str:
@@ -326,8 +337,8 @@ def okta_auth_context(session_ids: pa.Array, credential: pa.Array | str, n: int)
 
 def _provider(credential: pa.Array | str, n: int) -> pa.Array:
     cred = as_strings(credential, n)
-    return pc.if_else(pc.match_substring(cred, "OKTA_CREDENTIAL_PROVIDER"), pa.scalar('"OKTA_AUTHENTICATION_PROVIDER"'),
-                      pc.if_else(pc.match_substring(cred, "OTP"), pa.scalar('"FACTOR_PROVIDER"'), pa.scalar("null")))
+    return pc.if_else(pc.match_substring(cred, "OKTA_CREDENTIAL_PROVIDER"), lit('"OKTA_AUTHENTICATION_PROVIDER"'),
+                      pc.if_else(pc.match_substring(cred, "OTP"), lit('"FACTOR_PROVIDER"'), lit("null")))
 
 
 CRED_PASSWORD = '"credentialProvider":"OKTA_CREDENTIAL_PROVIDER","credentialType":"PASSWORD"'
@@ -385,4 +396,4 @@ def _group_join(items: pa.Array, counts: np.ndarray) -> pa.Array:
     offsets = np.zeros(len(counts) + 1, np.int32)
     np.cumsum(counts, out=offsets[1:])
     lists = pa.ListArray.from_arrays(pa.array(offsets), items)
-    return pc.binary_join(lists, ",")
+    return pc.binary_join(lists, lit(","))

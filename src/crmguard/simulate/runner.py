@@ -131,8 +131,8 @@ def simulate(out: Path, users: int, days: int, seed: int, campaigns: list[str] |
 
 
 def write_events(files: DayFiles, groups: list[tuple[Events, np.random.Generator]], org_id15: str) -> None:
-    """Format each group of events with its own generator, merge them by time per output kind and
-    append them to the day's files.
+    """Format each batch of ``events`` (every group with its own generator), merge them by time
+    per output kind and append them to the day's files.
 
     Formatting groups separately keeps background bytes independent of which campaigns run.
     """
@@ -141,45 +141,54 @@ def write_events(files: DayFiles, groups: list[tuple[Events, np.random.Generator
         family, _, name = kind.partition("/")
         parts: list[tuple[np.ndarray, pa.Table | pa.Array]] = []
         for events, rng in groups:
-            batch = formats.concat(events.kinds.get(kind, []))
-            if not formats.size(batch):
-                continue
-            if family == "elf":
-                parts.append(formats.elf_table(name, batch, org_id15, rng))
-            elif family == "rtem":
-                parts.append(formats.rtem_lines(name, batch, rng))
-            elif family == "okta":
-                parts.append(formats.okta_lines(batch, rng))
-            elif family == "audit":
-                order = np.argsort(np.asarray(batch["ts"], np.int64), kind="stable")
-                parts.append((np.asarray(batch["ts"], np.int64)[order],
-                              join(pa.array(list(batch["line"])).take(pa.array(order)), "\n")))
-            else:
-                raise ValueError(f"unknown output kind {kind}")
+            for batch in events.kinds.get(kind, []):
+                if not formats.size(batch):
+                    continue
+                if family == "elf":
+                    parts.append(formats.elf_table(name, batch, org_id15, rng))
+                elif family == "rtem":
+                    parts.append(formats.rtem_lines(name, batch, rng))
+                elif family == "okta":
+                    parts.append(formats.okta_lines(batch, rng))
+                elif family == "audit":
+                    order = np.argsort(np.asarray(batch["ts"], np.int64), kind="stable")
+                    parts.append((np.asarray(batch["ts"], np.int64)[order],
+                                  join(pa.array(list(batch["line"])).take(pa.array(order)), "\n")))
+                else:
+                    raise ValueError(f"unknown output kind {kind}")
         if not parts:
             continue
-        ts, merged = _merge(parts)
+        pieces = merge_sorted(parts)
         if family == "elf":
-            files.elf(name, merged)
+            files.elf(name, pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0])
         elif family == "rtem":
-            files.rtem(name, merged)
+            files.rtem(name, pieces)
         elif family == "okta":
-            files.okta(merged)
+            files.okta(pieces)
         else:
-            files.audit(merged)
+            files.audit(pieces)
 
 
-def _merge(parts: list[tuple[np.ndarray, pa.Table | pa.Array]]) -> tuple[np.ndarray, pa.Table | pa.Array]:
+def merge_sorted(parts: list[tuple[np.ndarray, pa.Table | pa.Array]]) -> list[pa.Table | pa.Array]:
+    """Merge time-sorted parts into time order, as a list of slices of the parts (no copy when
+    the parts interleave little, which is the usual case of one large and a few small parts)."""
     if len(parts) == 1:
-        return parts[0]
+        return [parts[0][1]]
     ts = np.concatenate([p[0] for p in parts])
-    order = pa.array(np.argsort(ts, kind="stable"))
-    first = parts[0][1]
-    if isinstance(first, pa.Table):
-        merged = pa.concat_tables([p[1] for p in parts]).take(order)
-    else:
-        merged = pa.concat_arrays([p[1] for p in parts]).take(order)
-    return ts[np.asarray(order)], merged
+    src = np.repeat(np.arange(len(parts)), [len(p[0]) for p in parts])
+    pos = np.concatenate([np.arange(len(p[0])) for p in parts])
+    order = np.argsort(ts, kind="stable")
+    s, p = src[order], pos[order]
+    n = len(order)
+    cuts = np.flatnonzero((s[1:] != s[:-1]) | (p[1:] != p[:-1] + 1)) + 1
+    if len(cuts) > max(64, n // 16):
+        first = parts[0][1]
+        whole = (pa.concat_tables([q[1] for q in parts]) if isinstance(first, pa.Table)
+                 else pa.concat_arrays([q[1] for q in parts]))
+        return [whole.take(pa.array(order))]
+    starts = np.concatenate([[0], cuts])
+    ends = np.concatenate([cuts, [n]])
+    return [parts[s[a]][1].slice(int(p[a]), int(b - a)) for a, b in zip(starts, ends)]
 
 
 def labels_json(path: Path) -> dict:

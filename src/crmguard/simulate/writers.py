@@ -20,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from crmguard.simulate.columns import join
+
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, quoting_style="all_valid", batch_size=65_536)
 
 
@@ -64,37 +66,40 @@ class DayFiles:
         pacsv.write_csv(table, fh, _CSV_OPTIONS)
         self.rows[f"elf/{event_type}"] += table.num_rows
 
-    def rtem(self, obj: str, lines: pa.Array) -> None:
-        """Append RTEM records (each line already ends with a newline)."""
-        if len(lines) == 0:
+    def rtem(self, obj: str, pieces: list[pa.Array]) -> None:
+        """Append RTEM records (string arrays whose lines already end with a newline)."""
+        rows = sum(len(p) for p in pieces)
+        if rows == 0:
             return
         fh, _ = self._open(f"rtem/{obj}", self.out / "salesforce" / "rtem" / self.day / f"{obj}.json")
-        _write_lines(fh, lines)
-        self.rows[f"rtem/{obj}"] += len(lines)
+        for p in pieces:
+            _write_lines(fh, p)
+        self.rows[f"rtem/{obj}"] += rows
 
-    def audit(self, lines: pa.Array) -> None:
+    def audit(self, pieces: list[pa.Array]) -> None:
         """Append SetupAuditTrail records (each line ends with a newline)."""
-        if len(lines) == 0:
+        rows = sum(len(p) for p in pieces)
+        if rows == 0:
             return
         fh, _ = self._open("audit", self.out / "salesforce" / "audit" / f"{self.day}.json")
-        _write_lines(fh, lines)
-        self.rows["audit"] += len(lines)
+        for p in pieces:
+            _write_lines(fh, p)
+        self.rows["audit"] += rows
 
-    def okta(self, events: pa.Array) -> None:
+    def okta(self, pieces: list[pa.Array]) -> None:
         """Append Okta events (JSON objects, no separators) to the day's JSON array."""
         fh, _ = self._open("okta", self.out / "okta" / f"{self.day}.json", b"[")
-        if len(events) == 0:
-            return
-        from crmguard.simulate.columns import join
-
-        _write_lines(fh, join(",\n", events), skip=0 if self.okta_started else 1)
-        self.okta_started = True
-        self.rows["okta"] += len(events)
+        for p in pieces:
+            if len(p) == 0:
+                continue
+            _write_lines(fh, join(",\n", p), skip=0 if self.okta_started else 1)
+            self.okta_started = True
+            self.rows["okta"] += len(p)
 
     def close(self) -> dict[str, int]:
         """Finish and close every file; returns bytes written per output kind."""
         if "okta" not in self.handles:
-            self.okta(pa.array([], pa.string()))
+            self.okta([])
         self.handles["okta"].write(b"\n]\n")
         written: dict[str, int] = {}
         for kind, fh in self.handles.items():

@@ -194,6 +194,9 @@ class FileStager:
             f"to_json(src)::VARCHAR AS raw, '{sql_str(self.name)}' AS log_file, NULL::BIGINT AS _line "
             f"FROM {reader} AS src"
         )).to_arrow_reader(CHUNK_ROWS)
+        # The setting is database-wide: the stream above was planned in order; the lake's writes
+        # that follow need not be (order-preserving COPY is about twice as slow).
+        self.con.execute("SET preserve_insertion_order = false")
         for batch in stream:
             ordinals = pa.array(np.arange(self.read + 1, self.read + batch.num_rows + 1, dtype=np.int64))
             self.read += batch.num_rows
