@@ -34,3 +34,11 @@ class LakeError(CrmguardError):
 
 class ConfigError(CrmguardError):
     """A user-supplied option or path is wrong."""
+
+
+class RuleError(CrmguardError):
+    """A detection rule is invalid (pySigma rejected it, or it names an unknown field)."""
+
+
+class EngineError(CrmguardError):
+    """Running the rules failed."""

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from crmguard.simulate import formats, ids
 from crmguard.simulate.clock import DAY_MS, HOUR_MS, MINUTE_MS
-from crmguard.simulate.columns import as_strings, const, doubles, ints, join, lit, take, uuids
+from crmguard.simulate.columns import as_strings, const, doubles, join, lit, take, uuids
 from crmguard.simulate.customers import Customers
 from crmguard.simulate.formats import Batch
 from crmguard.simulate.org import ADMIN, ADVISOR, ANALYST, API_VERSION, SERVICE
@@ -59,13 +59,13 @@ def _hours(*spans: tuple[int, int, float]) -> tuple[float, ...]:
 
 HABITS: dict[int, Habits] = {
     ADVISOR: Habits((0.85, 0.85, 0.85, 0.85, 0.88, 0.9, 0.15), 2.2, _hours((10, 19, 1.0), (11, 13, 0.6), (15, 18, 0.7)),
-                    75, 0.5, 0.04, 38, 3, 0.8, 0.01, 60, 0.0),
+                    75, 0.5, 0.04, 40, 1.5, 0.6, 0.01, 60, 0.0),
     ANALYST: Habits((0.92, 0.93, 0.93, 0.92, 0.88, 0.04, 0.02), 2.0, _hours((8, 19, 1.0), (9, 12, 0.5), (14, 17, 0.5)),
-                    150, 0.0, 0.2, 28, 2, 2.5, 0.35, 0, 0.12),
+                    150, 0.0, 0.2, 30, 1.0, 1.5, 0.35, 0, 0.12),
     SERVICE: Habits((0.85, 0.85, 0.85, 0.85, 0.85, 0.5, 0.2), 1.6, _hours((8, 21, 1.0), (9, 12, 0.4), (14, 18, 0.4)),
-                    200, 0.05, 0.1, 50, 4, 0.3, 0.02, 30, 0.0),
+                    200, 0.05, 0.1, 52, 2, 0.3, 0.02, 30, 0.0),
     ADMIN: Habits((0.95, 0.95, 0.95, 0.95, 0.9, 0.1, 0.05), 2.5, _hours((8, 19, 1.0), (9, 11, 0.4)),
-                  90, 0.0, 0.25, 32, 1.5, 1.0, 0.1, 0, 0.3),
+                  90, 0.0, 0.25, 34, 0.8, 0.8, 0.1, 0, 0.3),
 }
 _ROLE_ORDER = (ADVISOR, ANALYST, SERVICE, ADMIN)
 
@@ -370,10 +370,10 @@ def okta_batch(day: Day, ctx: Context, s: Sessions, rows: np.ndarray, ts: np.nda
     tx = s.okta_tx.take(pa.array(rows))
     if event_type == "user.authentication.sso":
         app = formats.okta_target(org.okta_sf_app_id, "Salesforce", "Salesforce", "AppInstance")
-        target = join(f"[{app},", pop.okta_user_target.take(user), "]")
+        target = join(f"[{app},", pop.okta_user_target.take(user), "]")  # okta_sso_target, per row
         extra = ',"initiationType":"IDP_INITIATED"'
     elif event_type == "policy.evaluate_sign_on":
-        target = const(_policy_target(org), n)
+        target = const(formats.okta_policy_target(org.okta_policy_id, org.okta_rule_id), n)
         extra = f',"behaviors":"{formats.NEGATIVE_BEHAVIORS}","threatSuspected":"false"'
     elif event_type == "user.authentication.auth_via_mfa":
         target = join("[", pop.okta_user_target.take(user), "]")
@@ -391,13 +391,6 @@ def okta_batch(day: Day, ctx: Context, s: Sessions, rows: np.ndarray, ts: np.nda
         "target": target, "debugData": formats.debug_data(tx, _OKTA_URI.get(event_type, "/api/v1/authn"), extra, n),
         "result": result, "reason": reason, "transaction": tx,
     }
-
-
-def _policy_target(org) -> str:  # type: ignore[no-untyped-def]
-    policy = formats.okta_target(org.okta_policy_id, "unknown", "Default Policy", "PolicyEntity",
-                                 '{"policyType":"OktaSignOn"}')
-    rule = formats.okta_target(org.okta_rule_id, org.okta_policy_id, "Default Rule", "PolicyRule")
-    return f"[{policy},{rule}]"
 
 
 # --- UI activity -----------------------------------------------------------------------------------
@@ -505,7 +498,6 @@ def ui_activity(day: Day, ctx: Context, s: Sessions, out: Events) -> None:
 def reports(day: Day, ctx: Context, s: Sessions, out: Events) -> None:
     """Report runs (ELF Report + RTEM ReportEvent) and report exports (ELF Report, ReportExport and
     chunked ReportEvent with ``ReportExported``) in desktop sessions."""
-    rng = day.rng
     pop = ctx.pop
     role = pop.role[s.user]
     desktop = ~s.mobile
@@ -892,7 +884,3 @@ def human_day(day: Day, ctx: Context, users: np.ndarray, offsets: np.ndarray) ->
     tools(day, ctx, s, out)
     return out
 
-
-def as_ints(values: np.ndarray) -> pa.Array:
-    """Decimal text of integers (re-exported for campaign code)."""
-    return ints(values)

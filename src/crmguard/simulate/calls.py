@@ -8,6 +8,7 @@ code serves a nightly sync of hundreds of thousands of rows and a handful of att
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from crmguard.simulate import formats, geo, ids
-from crmguard.simulate.background import API, Events, lognormal_ints
-from crmguard.simulate.columns import as_strings, const, doubles, join, lit, tokens
+from crmguard.simulate.background import API, Events, lognormal_ints, windows
+from crmguard.simulate.columns import const, doubles, join, lit, tokens
 from crmguard.simulate.org import API_VERSION
 
 
@@ -132,8 +133,8 @@ def soap(out: Events, rng: np.random.Generator, ts: np.ndarray, c: Client, *, me
 
 
 def api_event(out: Events, rng: np.random.Generator, ts: np.ndarray, c: Client, *, api_type: str,
-              operation: pa.Array | str, entity: pa.Array | str, query: pa.Array | str, records: pa.Array,
-              rows: np.ndarray) -> None:
+              operation: pa.Array | str, entity: pa.Array | str, query: pa.Array | str,
+              records: pa.Array | formats.Deferred, rows: np.ndarray) -> None:
     """RTEM ApiEvent rows for queries (``records`` from :func:`formats.api_records`)."""
     n = len(ts)
     if n == 0:
@@ -217,35 +218,39 @@ def bulk_query(out: Events, rng: np.random.Generator, t0: int, c: Client, *, job
 
 
 def query_pages(out: Events, rng: np.random.Generator, t0: int, c: Client, *, entity: str, query: str,
-                record_ids: pa.Array, page: int, gap_ms: tuple[int, int], api: str = "REST",
-                soql_type: str = "REST") -> int:
-    """A query read page by page (REST ``/query`` then ``/query/<locator>-<n>``, or SOAP
+                indices: np.ndarray, ids_of: Callable[[np.ndarray], pa.Array], page: int, gap_ms: tuple[int, int],
+                api: str = "REST", soql_type: str = "REST") -> int:
+    """A query read page by page (REST ``/query`` then ``/query/<locator>-<offset>``, or SOAP
     ``query``/``queryMore``), logging every page and an ApiEvent listing the ids it returned.
-    Returns the time of the last page."""
-    total = len(record_ids)
+
+    ``indices`` are the records returned, ``ids_of`` maps record indices to ids; the ApiEvent
+    ``Records`` are built only when the day is written. Returns the time of the last page.
+    """
+    total = len(indices)
     pages = paged_rows(total, page) if total else np.array([0], np.int64)
     k = len(pages)
     gaps = rng.integers(gap_ms[0], gap_ms[1], k)
     ts = t0 + np.cumsum(gaps) - gaps[0]
     first = np.arange(k) == 0
+    offsets = np.concatenate([[0], np.cumsum(pages)[:-1]])
     if api == "REST":
         locator = "01g" + tokens(rng, 1, 12)[0].as_py()
-        offsets = np.concatenate([[0], np.cumsum(pages)[:-1]])
         uri = pc.if_else(pa.array(first), lit(f"{API}/query"),
                          join(f"{API}/query/{locator}-", pa.array(offsets).cast(pa.string())))
         rest(out, rng, ts, c, method="GET", uri=uri, entity=entity, rows=pages, resource="/query")
-        operation = pc.if_else(pa.array(first), lit("Query"), lit("QueryMore"))
     else:
         soap(out, rng, ts, c, method=pc.if_else(pa.array(first), lit("query"), lit("queryMore")),
              entity=entity, rows=pages)
-        operation = pc.if_else(pa.array(first), lit("Query"), lit("QueryMore"))
+    operation = pc.if_else(pa.array(first), lit("Query"), lit("QueryMore"))
     done = np.arange(k) == k - 1
-    records = formats.api_records(entity, record_ids, pages, done) if total else const('{\\"totalSize\\":0,\\"done\\":true,\\"records\\":[]}', 1)
-    api_event(out, rng, ts, c, api_type=soql_type, operation=operation, entity=entity, query=query, records=records,
-              rows=pages)
+
+    def records(rows: np.ndarray) -> pa.Array:
+        counts = pages[rows]
+        if not total:
+            return const('{\\"totalSize\\":0,\\"done\\":true,\\"records\\":[]}', len(rows))
+        flat = indices[windows(offsets[rows], counts, total)]
+        return formats.api_records(entity, ids_of(flat), counts, done[rows])
+
+    api_event(out, rng, ts, c, api_type=soql_type, operation=operation, entity=entity, query=query,
+              records=formats.Deferred(records, np.arange(k)), rows=pages)
     return int(ts[-1])
-
-
-def as_column(value: pa.Array | str, n: int) -> pa.Array:
-    """Re-export of :func:`crmguard.simulate.columns.as_strings` for campaign code."""
-    return as_strings(value, n)

@@ -18,6 +18,8 @@ JSON is assembled by concatenation without escaping; every dictionary feeding it
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,29 @@ ELF_TYPES = ("Login", "Logout", "LoginAs", "API", "RestApi", "ApiTotalUsage", "B
 
 RTEM_OBJECTS = ("LoginEvent", "ApiEvent", "BulkApiResultEvent", "ReportEvent", "ListViewEvent", "LoginAsEvent")
 """RTEM objects the simulator writes (each one NDJSON file per day)."""
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A column computed only when its batch is written: ``build(rows)`` returns the values of
+    logical rows ``rows``. Campaigns plan every event up front; deferring bulky values (the record
+    ids an exfiltration returned) keeps those plans small however large the customer base."""
+
+    build: Callable[[np.ndarray], pa.Array]
+    rows: np.ndarray
+
+    def take(self, selection: np.ndarray) -> Deferred:
+        """The deferred values of a subset of rows."""
+        return Deferred(self.build, self.rows[selection])
+
+    def resolve(self) -> pa.Array:
+        """Compute the values."""
+        return self.build(self.rows)
+
+
+def resolve(batch: Batch) -> Batch:
+    """``batch`` with every :class:`Deferred` column computed."""
+    return {k: v.resolve() if isinstance(v, Deferred) else v for k, v in batch.items()}
 
 
 def size(batch: Batch) -> int:
@@ -324,6 +349,18 @@ def okta_ip_chain(ip: str, city: geo.City) -> str:
 def okta_target(okta_id: str, alternate: str, name: str, kind: str, detail: str = "null") -> str:
     """One element of an Okta ``target`` list."""
     return f'{{"alternateId":"{alternate}","detailEntry":{detail},"displayName":"{name}","id":"{okta_id}","type":"{kind}"}}'
+
+
+def okta_policy_target(policy_id: str, rule_id: str) -> str:
+    """Okta ``target`` list of a sign-on policy evaluation (the policy and its rule)."""
+    policy = okta_target(policy_id, "unknown", "Default Policy", "PolicyEntity", '{"policyType":"OktaSignOn"}')
+    rule = okta_target(rule_id, policy_id, "Default Rule", "PolicyRule")
+    return f"[{policy},{rule}]"
+
+
+def okta_sso_target(app_id: str, user_target: str) -> str:
+    """Okta ``target`` list of an SSO to Salesforce: the app instance and the app user."""
+    return f"[{okta_target(app_id, 'Salesforce', 'Salesforce', 'AppInstance')},{user_target}]"
 
 
 def okta_auth_context(session_ids: pa.Array, credential: pa.Array | str, n: int) -> pa.StringArray:

@@ -130,7 +130,7 @@ def marketing_day(day: Day, ctx: Context, schedule: Schedule, out: Events) -> No
     idx = ctx.perm[(start + np.arange(n)) % len(cust)]
     since = clock.iso_z_one(day.start - 24 * HOUR_MS)
     query_pages(out, rng, t0 + 2000, c, entity="Contact", query=MARKETING_DELTA.format(since=since),
-                record_ids=cust.contact_ids(np.sort(idx)), page=2000, gap_ms=(400, 2500))
+                indices=np.sort(idx), ids_of=cust.contact_ids, page=2000, gap_ms=(400, 2500))
     if day.date.weekday() == schedule.export_weekday and day.date.day <= 7:
         t1 = day.start + schedule.export_hour * HOUR_MS + int(rng.integers(0, 40 * MINUTE_MS))
         c2 = client_for(day, ctx, integ, integ.ips[int(rng.integers(len(integ.ips)))], _keys(rng))

@@ -20,11 +20,13 @@ NON_EVENT_KINDS = ("customers", "snapshot")
 
 @dataclass(frozen=True)
 class CampaignSummary:
-    """One campaign as the summary reports it: name, actors (username + user id or attacker
-    identity), window (ISO UTC) and how many events and customers it involved."""
+    """One campaign as the summary reports it: name, actors (``"<kind> <username> (<user id>)"``;
+    details in ``labels.json``), attacker IPs, window (ISO UTC) and how many events and customers
+    it involved."""
 
     name: str
-    actors: tuple[dict[str, Any], ...]
+    actors: tuple[str, ...]
+    attacker_ips: tuple[str, ...]
     start: str
     end: str
     events: int
@@ -55,7 +57,8 @@ class SimulationSummary:
               files: dict[str, int], bytes_: dict[str, int], labels: dict[str, Any]) -> SimulationSummary:
         """Assemble the summary from the run's tallies and its labels document."""
         campaigns = tuple(
-            CampaignSummary(c["name"], tuple(c["actors"]), c["start"], c["end"], c["counts"]["events"],
+            CampaignSummary(c["name"], tuple(f"{a['kind']} {a['username']} ({a['user_id']})" for a in c["actors"]),
+                            tuple(c["attacker"]["ips"]), c["start"], c["end"], c["counts"]["events"],
                             c["counts"]["customers"])
             for c in labels["campaigns"]
         )
@@ -74,7 +77,8 @@ class SimulationSummary:
             "out": str(self.out), "seed": self.seed, "start": self.start.isoformat(), "days": self.days,
             "users": self.users, "customers": self.customers, "total_events": self.total_events,
             "counts": self.counts, "files": self.files, "bytes": self.bytes,
-            "campaigns": [c.__dict__ | {"actors": list(c.actors)} for c in self.campaigns],
+            "campaigns": [c.__dict__ | {"actors": list(c.actors), "attacker_ips": list(c.attacker_ips)}
+                          for c in self.campaigns],
             "paths": {k: str(v) for k, v in self.paths.items()},
         }
 

@@ -386,14 +386,14 @@ def _build_reports(rng: np.random.Generator, pod: str, brands: list[Brand], user
     admins = np.flatnonzero(roles == ADMIN)
     owners_pool = np.concatenate([analysts, admins])
     templates = (
-        ("Top clients {b}", "Contact", 200, "FIRST_NAME, LAST_NAME, EMAIL, PHONE1, Contact.Total_Spend__c, Contact.Tier__c"),
-        ("My client book {b}", "Contact", 80, "FIRST_NAME, LAST_NAME, PHONE1, Contact.Last_Purchase__c"),
-        ("Clients without purchase 12 months {b}", "Contact", 400, "FIRST_NAME, LAST_NAME, EMAIL, Contact.Last_Purchase__c"),
-        ("VIC events invitations {b}", "Contact", 150, "FIRST_NAME, LAST_NAME, EMAIL, MAILING_CITY"),
-        ("Open cases by boutique {b}", "Case", 100, "CASE_NUMBER, SUBJECT, STATUS, OWNER"),
-        ("Weekly sales by advisor {b}", "Contact", 150, "FIRST_NAME, LAST_NAME, Contact.Last_Purchase_Amount__c, OWNER"),
-        ("Consent and opt-in audit {b}", "Contact", 600, "EMAIL, Contact.HasOptedOutOfEmail, Contact.Consent_Date__c"),
-        ("Client birthdays this month {b}", "Contact", 60, "FIRST_NAME, LAST_NAME, BIRTHDATE, PHONE1"),
+        ("Top clients {b}", "Contact", 80, "FIRST_NAME, LAST_NAME, EMAIL, PHONE1, Contact.Total_Spend__c, Contact.Tier__c"),
+        ("My client book {b}", "Contact", 40, "FIRST_NAME, LAST_NAME, PHONE1, Contact.Last_Purchase__c"),
+        ("Clients without purchase 12 months {b}", "Contact", 150, "FIRST_NAME, LAST_NAME, EMAIL, Contact.Last_Purchase__c"),
+        ("VIC events invitations {b}", "Contact", 60, "FIRST_NAME, LAST_NAME, EMAIL, MAILING_CITY"),
+        ("Open cases by boutique {b}", "Case", 40, "CASE_NUMBER, SUBJECT, STATUS, OWNER"),
+        ("Weekly sales by advisor {b}", "Contact", 60, "FIRST_NAME, LAST_NAME, Contact.Last_Purchase_Amount__c, OWNER"),
+        ("Consent and opt-in audit {b}", "Contact", 250, "EMAIL, Contact.HasOptedOutOfEmail, Contact.Consent_Date__c"),
+        ("Client birthdays this month {b}", "Contact", 25, "FIRST_NAME, LAST_NAME, BIRTHDATE, PHONE1"),
     )
     rows: list[tuple[str, str, int, str, int]] = []
     for b in brands:

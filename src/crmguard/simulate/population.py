@@ -52,7 +52,7 @@ class Population:
 
     def utc_offsets(self, day: dt.date) -> np.ndarray:
         """Each user's UTC offset in minutes on ``day`` (from their site's time zone)."""
-        per_site = np.array([clock.utc_offset_minutes(r, m, day) for r, m in zip(self.site_rule, self.site_minutes)])
+        per_site = np.array([clock.utc_offset_minutes(r, m, day) for r, m in zip(self.site_rule, self.site_minutes, strict=True)])
         return per_site[self.org.users.site]
 
 

@@ -2,14 +2,19 @@
 
 Random streams are split by purpose with ``numpy.random.SeedSequence`` (org, customers, customer
 export, schedules, campaigns, and one stream per day and user chunk), so any day's traffic is fixed
-by the seed alone and memory stays bounded by one day of one chunk of users.
+by the seed alone. That makes days independent: they can be generated in worker processes, in any
+order, and still give the same bytes; memory stays bounded by one day of one chunk of users per
+worker.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+import multiprocessing
+import os
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +23,12 @@ import pyarrow as pa
 from crmguard.simulate import formats
 from crmguard.simulate.background import Context, Day, Events, admin_noise, human_day
 from crmguard.simulate.campaigns import CAMPAIGNS, Campaign, plan_campaigns
-from crmguard.simulate.clock import day_start_ms
+from crmguard.simulate.clock import DAY_MS, day_start_ms
 from crmguard.simulate.columns import join
 from crmguard.simulate.customers import build_customers, write_customers_csv
-from crmguard.simulate.integrations import draw_schedule, integrations_day
+from crmguard.simulate.integrations import Schedule, draw_schedule, integrations_day
 from crmguard.simulate.labels import SimulationSummary, write_labels
-from crmguard.simulate.org import build_org
+from crmguard.simulate.org import Org, build_org
 from crmguard.simulate.population import build_population
 from crmguard.simulate.snapshot import write_snapshot
 from crmguard.simulate.writers import DayFiles
@@ -33,6 +38,9 @@ USERS_PER_CHUNK = 4000
 CUSTOMERS_PER_USER = 100
 MAX_USERS = 1_000_000
 MAX_DAYS = 3660
+PARALLEL_MIN_USER_DAYS = 4000
+"""Below this many user-days a run stays in one process (starting workers costs about a second)."""
+_SMALL_BATCH = 20_000
 
 _ORG, _CUSTOMERS, _CUSTOMER_CSV, _SCHEDULE, _CAMPAIGNS, _DAYS, _PERM = range(7)
 
@@ -42,7 +50,7 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
 
 
 def validate(users: int, days: int, seed: int, campaigns: list[str] | None, start: dt.date | None,
-             customers: int | None) -> tuple[list[str], dt.date]:
+             customers: int | None, workers: int | None) -> tuple[list[str], dt.date]:
     """Check the arguments of :func:`simulate`; returns (campaign names, start date) or raises
     ``ValueError`` saying what is wrong."""
     if isinstance(users, bool) or not isinstance(users, int) or not 5 <= users <= MAX_USERS:
@@ -51,6 +59,8 @@ def validate(users: int, days: int, seed: int, campaigns: list[str] | None, star
         raise ValueError(f"days must be an integer between 1 and {MAX_DAYS} (got {days!r})")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer (got {seed!r})")
+    if isinstance(campaigns, str):
+        raise ValueError(f"campaigns must be a list of names, not a string (got {campaigns!r})")
     names = list(CAMPAIGNS) if campaigns is None else list(campaigns)
     unknown = [c for c in names if c not in CAMPAIGNS]
     if unknown:
@@ -63,76 +73,175 @@ def validate(users: int, days: int, seed: int, campaigns: list[str] | None, star
         raise ValueError(f"start must be a datetime.date (got {start!r})")
     if customers is not None and (isinstance(customers, bool) or not isinstance(customers, int) or customers < 100):
         raise ValueError(f"customers must be an integer of at least 100 (got {customers!r})")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive integer (got {workers!r})")
     return [c for c in CAMPAIGNS if c in names], start
+
+
+@dataclass
+class Setup:
+    """Everything a day needs, rebuilt identically from the arguments in every worker."""
+
+    seed: int
+    start: dt.date
+    days: int
+    org: Org
+    ctx: Context
+    schedule: Schedule
+    plans: list[Campaign]
+    period: tuple[int, int]
+
+
+def build_setup(seed: int, users: int, start: dt.date, days: int, n_customers: int, names: list[str]) -> Setup:
+    """Draw the org, customers, schedules and campaign plans for a run (no file is written)."""
+    org = build_org(_rng(seed, _ORG), users, start)
+    cust = build_customers(_rng(seed, _CUSTOMERS), org, n_customers)
+    pop = build_population(org)
+    ctx = Context(pop, cust, perm=_rng(seed, _PERM).permutation(len(cust)))
+    schedule = draw_schedule(_rng(seed, _SCHEDULE))
+    period = (day_start_ms(start), day_start_ms(start) + days * DAY_MS)
+    plans = plan_campaigns(names, seed, _CAMPAIGNS, ctx, period)
+    return Setup(seed, start, days, org, ctx, schedule, plans, period)
+
+
+@dataclass
+class DayResult:
+    """What writing one day produced: rows, bytes and files per output kind, and each campaign's
+    record keys and event counts of the day."""
+
+    day: int
+    rows: dict[str, int] = field(default_factory=dict)
+    bytes: dict[str, int] = field(default_factory=dict)
+    campaign_keys: list[dict[str, list[str]]] = field(default_factory=list)
+    campaign_counts: list[dict[str, int]] = field(default_factory=list)
+
+
+def run_day(setup: Setup, out: Path, d: int) -> DayResult:
+    """Generate and write day ``d`` of the run; returns its :class:`DayResult`."""
+    seed = setup.seed
+    ctx = setup.ctx
+    org = setup.org
+    date = setup.start + dt.timedelta(days=d)
+    files = DayFiles(out, date)
+    offsets = ctx.pop.utc_offsets(date)
+    humans = org.humans
+    ctx.history_counter[0] = 0
+    shared = Day(d, date, day_start_ms(date), _rng(seed, _DAYS, d, 0))
+    extra = integrations_day(shared, ctx, setup.schedule)
+    admin_noise(shared, ctx, humans, offsets[humans], extra)
+    result = DayResult(d)
+    attack = Events()
+    for k, plan in enumerate(setup.plans):
+        events, keys, counts = plan.events_for_day(shared, _rng(seed, _CAMPAIGNS, 1000 + d, k))
+        attack.extend(events)
+        result.campaign_keys.append(keys)
+        result.campaign_counts.append(counts)
+    for k, lo in enumerate(range(0, len(humans), USERS_PER_CHUNK)):
+        chunk = humans[lo : lo + USERS_PER_CHUNK]
+        part = Day(d, date, shared.start, _rng(seed, _DAYS, d, k + 1))
+        groups = [(human_day(part, ctx, chunk, offsets[chunk]), part.rng)]
+        if k == 0:
+            groups += [(extra, _rng(seed, _DAYS, d, 0, 1)), (attack, _rng(seed, _CAMPAIGNS, 2000 + d))]
+        write_events(files, groups, org.org_id15)
+    result.bytes = files.close()
+    result.rows = dict(files.rows)
+    return result
+
+
+_WORKER: dict[str, object] = {}
+
+
+def _init_worker(args: tuple) -> None:  # type: ignore[type-arg]
+    seed, users, start, days, n_customers, names, out = args
+    # One process per CPU already; Arrow's own thread pool would only oversubscribe.
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+    _WORKER["setup"] = build_setup(seed, users, start, days, n_customers, names)
+    _WORKER["out"] = out
+
+
+def _worker_day(d: int) -> DayResult:
+    return run_day(_WORKER["setup"], _WORKER["out"], d)  # type: ignore[arg-type]
+
+
+def default_workers(users: int, days: int) -> int:
+    """Worker processes used when ``workers`` is not given: one per CPU (at most 8 and one per
+    day), and a single process for small runs."""
+    if users * days < PARALLEL_MIN_USER_DAYS or days < 2:
+        return 1
+    return max(1, min(os.cpu_count() or 1, days, 8))
 
 
 def simulate(out: Path, users: int, days: int, seed: int, campaigns: list[str] | None = None,
              start: dt.date | None = None, progress: Callable[[int, int], None] | None = None, *,
-             customers: int | None = None) -> SimulationSummary:
+             customers: int | None = None, workers: int | None = None) -> SimulationSummary:
     """Simulate ``days`` days of a retailer's Salesforce and Okta telemetry into directory ``out``.
 
     ``users`` human staff (plus three integration users), ``customers`` customer records (default
     ``100 × users``), attack ``campaigns`` by name (``None``: all of :data:`CAMPAIGNS`; ``[]``:
     none), starting on ``start`` (default 2025-03-03, UTC days). ``progress(done, total)`` is called
-    after each day. The same arguments always give byte-identical files. Returns the
-    :class:`SimulationSummary`; raises ``ValueError`` for invalid arguments.
+    each time a day is written. ``workers`` sets how many processes generate days in parallel
+    (default: see :func:`default_workers`); the output does not depend on it. The same arguments
+    always give byte-identical files. Returns the :class:`SimulationSummary`; raises ``ValueError``
+    for invalid arguments.
     """
-    names, start = validate(users, days, seed, campaigns, start, customers)
+    names, start = validate(users, days, seed, campaigns, start, customers, workers)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n_customers = customers or max(1000, users * CUSTOMERS_PER_USER)
+    n_workers = workers or default_workers(users, days)
 
-    org = build_org(_rng(seed, _ORG), users, start)
-    cust = build_customers(_rng(seed, _CUSTOMERS), org, n_customers)
-    counts: dict[str, int] = {"customers": write_customers_csv(out / "crm" / "customers.csv", cust, org,
-                                                               np.random.SeedSequence([seed, _CUSTOMER_CSV]))}
-    pop = build_population(org)
-    ctx = Context(pop, cust, perm=_rng(seed, _PERM).permutation(len(cust)))
-    schedule = draw_schedule(_rng(seed, _SCHEDULE))
-    period = (day_start_ms(start), day_start_ms(start) + days * 86_400_000)
-    plans: list[Campaign] = plan_campaigns(names, seed, _CAMPAIGNS, ctx, period)
+    setup = build_setup(seed, users, start, days, n_customers, names)
+    counts: dict[str, int] = {"customers": write_customers_csv(
+        out / "crm" / "customers.csv", setup.ctx.customers, setup.org, np.random.SeedSequence([seed, _CUSTOMER_CSV]))}
+
+    results: dict[int, DayResult] = {}
+    if n_workers <= 1:
+        for d in range(days):
+            results[d] = run_day(setup, out, d)
+            if progress:
+                progress(d + 1, days)
+    else:
+        # Workers rebuild the setup from the arguments (spawned, so no state is shared by fork).
+        context = multiprocessing.get_context("spawn")
+        args = (seed, users, start, days, n_customers, names, out)
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_init_worker,
+                                 initargs=(args,)) as pool:
+            pending = {pool.submit(_worker_day, d) for d in range(days)}
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    r = future.result()
+                    results[r.day] = r
+                    if progress:
+                        progress(len(results), days)
 
     bytes_written: dict[str, int] = {}
     files_written: dict[str, int] = {}
-    humans = org.humans
     for d in range(days):
-        date = start + dt.timedelta(days=d)
-        files = DayFiles(out, date)
-        offsets = pop.utc_offsets(date)
-        ctx.history_counter[0] = 0
-        shared = Day(d, date, day_start_ms(date), _rng(seed, _DAYS, d, 0))
-        extra = integrations_day(shared, ctx, schedule)
-        admin_noise(shared, ctx, humans, offsets[humans], extra)
-        attack = Events()
-        for plan in plans:
-            attack.extend(plan.events_for_day(shared, ctx, _rng(seed, _CAMPAIGNS, 1000 + d, plans.index(plan))))
-        for k, lo in enumerate(range(0, len(humans), USERS_PER_CHUNK)):
-            chunk = humans[lo : lo + USERS_PER_CHUNK]
-            part = Day(d, date, shared.start, _rng(seed, _DAYS, d, k + 1))
-            events = human_day(part, ctx, chunk, offsets[chunk])
-            groups = [(events, part.rng)]
-            if k == 0:
-                groups += [(extra, _rng(seed, _DAYS, d, 0, 1)), (attack, _rng(seed, _CAMPAIGNS, 2000 + d))]
-            write_events(files, groups, org.org_id15)
-        for kind, size in files.close().items():
+        r = results[d]
+        for kind, size in r.bytes.items():
             bytes_written[kind] = bytes_written.get(kind, 0) + size
             files_written[kind] = files_written.get(kind, 0) + 1
-        for kind, rows in files.rows.items():
+        for kind, rows in r.rows.items():
             counts[kind] = counts.get(kind, 0) + rows
-        if progress:
-            progress(d + 1, days)
+        for plan, keys, n in zip(setup.plans, r.campaign_keys, r.campaign_counts, strict=True):
+            plan.record(keys, n)
 
-    counts["snapshot"] = write_snapshot(out / "org" / "snapshot.json", org, cust, plans, period)
-    labels = write_labels(out / "labels.json", seed, start, days, org, cust, plans, period)
+    counts["snapshot"] = write_snapshot(out / "org" / "snapshot.json", setup.org, setup.ctx.customers, setup.plans,
+                                        setup.period)
+    labels = write_labels(out / "labels.json", seed, start, days, setup.org, setup.ctx.customers, setup.plans,
+                          setup.period)
     for name in ("crm/customers.csv", "org/snapshot.json", "labels.json"):
         bytes_written[name] = (out / name).stat().st_size
-    return SimulationSummary.build(out, seed, start, days, users, len(cust), counts, files_written, bytes_written,
-                                   labels)
+    files_written.update({"crm/customers.csv": 1, "org/snapshot.json": 1, "labels.json": 1})
+    return SimulationSummary.build(out, seed, start, days, users, len(setup.ctx.customers), counts, files_written,
+                                   bytes_written, labels)
 
 
 def write_events(files: DayFiles, groups: list[tuple[Events, np.random.Generator]], org_id15: str) -> None:
-    """Format each batch of ``events`` (every group with its own generator), merge them by time
-    per output kind and append them to the day's files.
+    """Format the events of each group with the group's own generator, merge them by time per
+    output kind and append them to the day's files.
 
     Formatting groups separately keeps background bytes independent of which campaigns run.
     """
@@ -141,21 +250,14 @@ def write_events(files: DayFiles, groups: list[tuple[Events, np.random.Generator
         family, _, name = kind.partition("/")
         parts: list[tuple[np.ndarray, pa.Table | pa.Array]] = []
         for events, rng in groups:
-            for batch in events.kinds.get(kind, []):
-                if not formats.size(batch):
-                    continue
-                if family == "elf":
-                    parts.append(formats.elf_table(name, batch, org_id15, rng))
-                elif family == "rtem":
-                    parts.append(formats.rtem_lines(name, batch, rng))
-                elif family == "okta":
-                    parts.append(formats.okta_lines(batch, rng))
-                elif family == "audit":
-                    order = np.argsort(np.asarray(batch["ts"], np.int64), kind="stable")
-                    parts.append((np.asarray(batch["ts"], np.int64)[order],
-                                  join(pa.array(list(batch["line"])).take(pa.array(order)), "\n")))
-                else:
-                    raise ValueError(f"unknown output kind {kind}")
+            batches = [formats.resolve(b) for b in events.kinds.get(kind, [])]
+            # Small batches are formatted together (fewer kernel calls); large ones on their own,
+            # since they come sorted and are merged without copying.
+            small = [b for b in batches if formats.size(b) < _SMALL_BATCH]
+            batches = [b for b in batches if formats.size(b) >= _SMALL_BATCH] + ([formats.concat(small)] if small else [])
+            for batch in batches:
+                if formats.size(batch):
+                    parts.append(_format(family, name, batch, org_id15, rng))
         if not parts:
             continue
         pieces = merge_sorted(parts)
@@ -167,6 +269,21 @@ def write_events(files: DayFiles, groups: list[tuple[Events, np.random.Generator
             files.okta(pieces)
         else:
             files.audit(pieces)
+
+
+def _format(family: str, name: str, batch: formats.Batch, org_id15: str,
+            rng: np.random.Generator) -> tuple[np.ndarray, pa.Table | pa.Array]:
+    if family == "elf":
+        return formats.elf_table(name, batch, org_id15, rng)
+    if family == "rtem":
+        return formats.rtem_lines(name, batch, rng)
+    if family == "okta":
+        return formats.okta_lines(batch, rng)
+    if family == "audit":
+        ts = np.asarray(batch["ts"], np.int64)
+        order = np.argsort(ts, kind="stable")
+        return ts[order], join(pa.array(list(batch["line"])).take(pa.array(order)), "\n")
+    raise ValueError(f"unknown output kind {family}/{name}")
 
 
 def merge_sorted(parts: list[tuple[np.ndarray, pa.Table | pa.Array]]) -> list[pa.Table | pa.Array]:
@@ -188,9 +305,4 @@ def merge_sorted(parts: list[tuple[np.ndarray, pa.Table | pa.Array]]) -> list[pa
         return [whole.take(pa.array(order))]
     starts = np.concatenate([[0], cuts])
     ends = np.concatenate([cuts, [n]])
-    return [parts[s[a]][1].slice(int(p[a]), int(b - a)) for a, b in zip(starts, ends)]
-
-
-def labels_json(path: Path) -> dict:
-    """Read a ``labels.json`` written by :func:`simulate`."""
-    return json.loads(Path(path).read_text())
+    return [parts[s[a]][1].slice(int(p[a]), int(b - a)) for a, b in zip(starts, ends, strict=True)]

@@ -107,21 +107,31 @@ class Campaign:
 
     # -- handing over to the runner ------------------------------------------------------------------
 
-    def events_for_day(self, day: Day, ctx: Context, rng: np.random.Generator) -> Events:
-        """The campaign's events of ``day``, each given its record key (recorded for labels)."""
-        events = self.by_day.pop(day.index, Events())
+    def events_for_day(self, day: Day, rng: np.random.Generator) -> tuple[Events, dict[str, list[str]], dict[str, int]]:
+        """The campaign's events of ``day``, each given its record key; also returns the keys per
+        output file and the event counts per kind, for :meth:`record`."""
+        events = self.by_day.get(day.index, Events())
+        keys: dict[str, list[str]] = {}
+        counts: dict[str, int] = {}
         for kind, batches in events.kinds.items():
             family, _, name = kind.partition("/")
             path = _path(family, name, day.date)
-            for b in batches:
+            for i, b in enumerate(batches):
+                b = batches[i] = formats.resolve(b)
                 n = formats.size(b)
                 key = _KEY_FIELD[family]
                 if key not in b:
-                    b[key] = {"elf": lambda: ids.request_ids(rng, n), "rtem": lambda: uuids(rng, n),
-                              "okta": lambda: uuids(rng, n, version=1)}[family]()
-                self.keys.setdefault(path, []).extend(as_strings(b[key], n).to_pylist())
-                self.counts[kind] += n
-        return events
+                    b[key] = _new_keys(family, rng, n)
+                keys.setdefault(path, []).extend(as_strings(b[key], n).to_pylist())
+                counts[kind] = counts.get(kind, 0) + n
+        return events, keys, counts
+
+    def record(self, keys: dict[str, list[str]], counts: dict[str, int]) -> None:
+        """Add one day's record keys and event counts (from :meth:`events_for_day`) to the truth."""
+        for path, values in keys.items():
+            self.keys.setdefault(path, []).extend(values)
+        for kind, n in counts.items():
+            self.counts[kind] += n
 
     # -- ground truth --------------------------------------------------------------------------------
 
@@ -175,6 +185,12 @@ class Campaign:
         return []
 
 
+def _new_keys(family: str, rng: np.random.Generator, n: int) -> pa.Array:
+    if family == "elf":
+        return ids.request_ids(rng, n)
+    return uuids(rng, n, version=4 if family == "rtem" else 1)
+
+
 def _rows(value: Any, rows: np.ndarray, n: int) -> Any:
     if isinstance(value, str):
         return value
@@ -184,6 +200,8 @@ def _rows(value: Any, rows: np.ndarray, n: int) -> Any:
         return value.take(pa.array(rows))
     if isinstance(value, list):
         return [value[i] for i in rows]
+    if isinstance(value, formats.Deferred):
+        return value.take(rows)
     raise TypeError(f"unsupported column type {type(value)}")
 
 
@@ -254,6 +272,11 @@ def refresh(client: Client, rng: np.random.Generator, place: Place | None = None
     if place is not None:
         changes.update(ip=place.ip, city=place.network.city)
     return Client(**{**client.__dict__, **changes})
+
+
+def sso_target(ctx: Context, user: int) -> str:
+    """Okta target list of ``user`` signing in to Salesforce."""
+    return formats.okta_sso_target(ctx.pop.org.okta_sf_app_id, ctx.pop.okta_user_target[user].as_py())
 
 
 def actor_entry(ctx: Context, user: int, kind: str) -> dict[str, Any]:

@@ -13,9 +13,18 @@ from crmguard.simulate import formats, geo, ids, names
 from crmguard.simulate.background import Context, Events, lognormal_ints
 from crmguard.simulate.calls import Client, login
 from crmguard.simulate.campaigns.base import (
-    BROWSERS, SCRIPT_AGENTS, Campaign, Place, actor_entry, network_entry, okta_event, pick, user_client,
+    BROWSERS,
+    SCRIPT_AGENTS,
+    Campaign,
+    Place,
+    actor_entry,
+    network_entry,
+    okta_event,
+    pick,
+    sso_target,
+    user_client,
 )
-from crmguard.simulate.clock import DAY_MS, HOUR_MS, MINUTE_MS
+from crmguard.simulate.clock import DAY_MS, HOUR_MS
 from crmguard.simulate.columns import doubles, uuids
 from crmguard.simulate.org import INTEGRATION, Agent
 
@@ -27,7 +36,6 @@ def plan(rng: np.random.Generator, ctx: Context, period: tuple[int, int]) -> Cam
     """Plan the credential-stuffing campaign inside ``period``; returns it with its events."""
     org = ctx.pop.org
     users = org.users
-    cust = ctx.customers
     c = Campaign("credential-stuffing", DESCRIPTION, period)
     humans = np.flatnonzero(users.role != INTEGRATION)
     attempts = int(np.clip(len(humans) * rng.uniform(2, 6), 200, 5000))
@@ -174,10 +182,9 @@ def _browse(out: Events, rng: np.random.Generator, ctx: Context, c: Campaign, us
     cust = ctx.customers
     pop = ctx.pop
     org = pop.org
-    app = formats.okta_target(org.okta_sf_app_id, "Salesforce", "Salesforce", "AppInstance")
     out.add("okta", okta_event(rng, [t], "user.authentication.sso", actor=pop.okta_actor[user].as_py(), agent=agent,
                                place=place, session=sid, credential=formats.CRED_NONE,
-                               target=f"[{app},{pop.okta_user_target[user].as_py()}]", uri="/app/salesforce/sso/saml",
+                               target=sso_target(ctx, user), uri="/app/salesforce/sso/saml",
                                extra=',"initiationType":"IDP_INITIATED"'))
     cl: Client = user_client(ctx, user, place, agent.raw, rng)
     login(out, rng, np.array([t + 1500]), cl, login_type="5", sub_type="", uri="/saml/SSO",
@@ -209,4 +216,3 @@ def _browse(out: Events, rng: np.random.Generator, ctx: Context, c: Campaign, us
         "Scope": "Everything",
     })
     c.touch("Contact", listed, np.repeat(lts, rows))
-    _ = MINUTE_MS

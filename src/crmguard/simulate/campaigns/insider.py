@@ -6,12 +6,11 @@ and place, to take the clientele to a competitor.
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 
 from crmguard.simulate import formats, ids
 from crmguard.simulate.background import HABITS, Context, Events, lognormal_ints
-from crmguard.simulate.calls import login
-from crmguard.simulate.campaigns.base import Campaign, Place, actor_entry, okta_event, pick, user_client
+from crmguard.simulate.calls import Client, login
+from crmguard.simulate.campaigns.base import Campaign, Place, actor_entry, okta_event, pick, sso_target, user_client
 from crmguard.simulate.clock import DAY_MS, HOUR_MS, MINUTE_MS, utc_offset_minutes
 from crmguard.simulate.columns import doubles, uuids
 from crmguard.simulate.org import ADVISOR, AGENTS
@@ -73,7 +72,7 @@ def plan(rng: np.random.Generator, ctx: Context, period: tuple[int, int]) -> Cam
             sid = ids.okta_session_ids(rng, 1)[0].as_py()
             out.add("okta", okta_event(rng, [t - 2000], "user.authentication.sso", actor=ctx.pop.okta_actor[who].as_py(),
                                        agent=agent, place=place, session=sid, credential=formats.CRED_NONE,
-                                       target=_sso_target(ctx, who), uri="/app/salesforce/sso/saml",
+                                       target=sso_target(ctx, who), uri="/app/salesforce/sso/saml",
                                        extra=',"initiationType":"IDP_INITIATED"'))
             login(out, rng, np.array([t]), cl, login_type="5", sub_type="", uri="/saml/SSO",
                   rtem_type="SAML Idp Initiated SSO", rtem_sub_type="", browser=agent.sf_browser, platform=agent.sf_platform)
@@ -82,14 +81,16 @@ def plan(rng: np.random.Generator, ctx: Context, period: tuple[int, int]) -> Cam
             cursor += n_rows
             t_run = t + int(rng.integers(30_000, 5 * MINUTE_MS))
             t_exp = t_run + int(rng.integers(5000, 60_000))
-            _report(out, rng, ctx, cl, who, t_run, t_exp, report15, report18, report_name, chosen, columns, fmt)
+            _report(out, rng, ctx, cl, t_run, t_exp, report15, report18, report_name, chosen, columns, fmt)
             c.touch("Contact", chosen, t_exp)
     c.add_all(out)
     return c
 
 
-def _report(out: Events, rng: np.random.Generator, ctx: Context, cl, who: int, t_run: int, t_exp: int, report15: str,  # type: ignore[no-untyped-def]
+def _report(out: Events, rng: np.random.Generator, ctx: Context, cl: Client, t_run: int, t_exp: int, report15: str,
             report18: str, name: str, chosen: np.ndarray, columns: str, fmt: str) -> None:
+    """The insider's report run and export: ELF Report (run and export), ReportExport, and RTEM
+    ReportEvent rows listing the exported contacts."""
     cust = ctx.customers
     n = len(chosen)
     common = {"USER_ID": cl.user15, "USER_ID_DERIVED": cl.user18, "SESSION_KEY": cl.session_key,
@@ -121,10 +122,4 @@ def _report(out: Events, rng: np.random.Generator, ctx: Context, cl, who: int, t
             "Records": formats.report_records(record_ids, np.array([n])), "ReportId": report18,
             "RowsProcessed": doubles(np.array([n])), "Scope": "user", "Sequence": "1", "DisplayedFieldEntities": "[Contact]",
         })
-    _ = (pa, who)
 
-
-def _sso_target(ctx: Context, user: int) -> str:
-    org = ctx.pop.org
-    app = formats.okta_target(org.okta_sf_app_id, "Salesforce", "Salesforce", "AppInstance")
-    return f"[{app},{ctx.pop.okta_user_target[user].as_py()}]"

@@ -6,18 +6,28 @@ pattern of the 2025 Salesloft Drift token theft).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from crmguard.simulate import formats, geo
+from crmguard.simulate import geo, ids
 from crmguard.simulate.background import API, Context, Events
-from crmguard.simulate.calls import Client, api_event, bulk_create, bulk_delete, bulk_pages, login, paged_rows, query_pages, rest
+from crmguard.simulate.calls import (
+    Client,
+    api_event,
+    bulk_create,
+    bulk_delete,
+    bulk_pages,
+    login,
+    paged_rows,
+    query_pages,
+    rest,
+)
 from crmguard.simulate.campaigns.base import SCRIPT_AGENTS, Campaign, Place, network_entry, pick
-from crmguard.simulate.clock import DAY_MS, HOUR_MS, MINUTE_MS, iso_sf_one
+from crmguard.simulate.clock import DAY_MS, HOUR_MS, iso_sf_one
 from crmguard.simulate.columns import const
-from crmguard.simulate import ids
 
 DESCRIPTION = ("An integration's OAuth refresh token replayed from new IPs by scripts: COUNT() reconnaissance, "
                "full-table SOQL, then deletion of the bulk query jobs.")
@@ -125,15 +135,16 @@ def plan(rng: np.random.Generator, ctx: Context, period: tuple[int, int]) -> Cam
             ts = t + np.cumsum(rng.integers(gap[0], gap[1], len(rows)))
             bulk_pages(out, rng, ts, client, job_id15=job, entity=obj, query=query, rows=rows, page=page)
             starts = np.concatenate([[0], np.cumsum(rows)[:-1]])
-            for s0, r, when in zip(starts, rows, ts):
-                _touch(c, obj, np.arange(s0, s0 + r), int(when))
+            for s0, r, when in zip(starts, rows, ts, strict=True):
+                c.touch(obj, np.arange(s0, s0 + r), int(when))
             t = int(ts[-1])
             calls += len(rows) + 3
         else:
             idx = np.arange(total)
-            record_ids = ctx.pop.id18.take(pa.array(idx)) if obj == "User" else cust.record_ids(obj, idx)
-            t = query_pages(out, rng, t, client, entity=obj, query=query, record_ids=record_ids, page=page, gap_ms=gap)
-            _touch(c, obj, idx, t)
+            ids_of = (lambda rows: ctx.pop.id18.take(pa.array(rows))) if obj == "User" else partial(cust.record_ids, obj)
+            t = query_pages(out, rng, t, client, entity=obj, query=query, indices=idx, ids_of=ids_of, page=page,
+                            gap_ms=gap)
+            c.touch(obj, idx, t)
             calls += -(-total // page)
         t += int(rng.integers(*gap))
     # Cover tracks: delete the query jobs.
@@ -150,10 +161,3 @@ def _rotate(client: Client, rng: np.random.Generator, places: list[Place], agent
     """Scripts hop between the attacker's IPs and HTTP clients from one request batch to the next."""
     p = pick(rng, places)
     return Client(**{**client.__dict__, "ip": p.ip, "city": p.network.city, "agent": pick(rng, agents)})
-
-
-def _touch(c: Campaign, obj: str, idx: np.ndarray, when: int) -> None:
-    c.touch(obj, idx, when)
-
-
-_ = (formats, MINUTE_MS)

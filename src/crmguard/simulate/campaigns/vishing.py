@@ -6,6 +6,7 @@ harmless-looking name, then bulk-reads Contact, Account, Lead and Case in chunks
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,16 @@ from crmguard.simulate import audit, formats, geo, ids
 from crmguard.simulate.background import Context, Events, lognormal_ints
 from crmguard.simulate.calls import Client, bulk_create, bulk_pages, login, query_pages
 from crmguard.simulate.campaigns.base import (
-    BROWSERS, Campaign, Place, actor_entry, network_entry, okta_event, pick, refresh, user_client,
+    BROWSERS,
+    Campaign,
+    Place,
+    actor_entry,
+    network_entry,
+    okta_event,
+    pick,
+    refresh,
+    sso_target,
+    user_client,
 )
 from crmguard.simulate.clock import DAY_MS, HOUR_MS, MINUTE_MS, iso_sf_one
 from crmguard.simulate.columns import const
@@ -75,6 +85,8 @@ def plan(rng: np.random.Generator, ctx: Context, period: tuple[int, int]) -> Cam
     flow = pick(rng, OAUTH_FLOWS)
     method = pick(rng, ("bulk2", "soap", "rest"))
     chunk = int(pick(rng, (10_000, 20_000, 25_000, 50_000))) if method == "bulk2" else int(pick(rng, (2000, 4000, 10_000, 20_000)))
+    # Small orgs still see several chunks per object, so the theft spans hours, not minutes.
+    chunk = min(chunk, max(200, int(round(len(cust) / int(rng.integers(6, 20)), -2))))
     pause = (int(rng.integers(1, 8)) * MINUTE_MS, int(rng.integers(10, 60)) * MINUTE_MS)
     objects = [str(o) for o in rng.permutation(["Contact", "Account", "Lead", "Case"])]
     fraction = {o: float(rng.uniform(0.75, 1.0)) if o in ("Contact", "Account") else float(rng.uniform(0.3, 1.0))
@@ -118,14 +130,14 @@ def plan(rng: np.random.Generator, ctx: Context, period: tuple[int, int]) -> Cam
     risky = formats.risk_extra("HIGH", "Anomalous Location, Anomalous Device, New IP",
                                formats.behaviors(True, True, True), threat=False)
     seq = [
-        ("policy.evaluate_sign_on", formats.CRED_NONE, _policy(org), "/api/v1/authn", risky, "ALLOW",
+        ("policy.evaluate_sign_on", formats.CRED_NONE, formats.okta_policy_target(org.okta_policy_id, org.okta_rule_id), "/api/v1/authn", risky, "ALLOW",
          "Sign-on policy evaluation resulted in ALLOW"),
         ("user.session.start", formats.CRED_PASSWORD, "null", "/api/v1/authn", risky, "SUCCESS", ""),
         ("user.mfa.factor.activate", formats.CRED_NONE, victim_target, "/idp/authenticators/setup", "", "SUCCESS",
          "User set up OKTA_VERIFY_PUSH factor"),
         ("user.authentication.auth_via_mfa", formats.CRED_PUSH, victim_target, "/api/v1/authn/factors/verify",
          ',"factor":"OKTA_VERIFY_PUSH"', "SUCCESS", ""),
-        ("user.authentication.sso", formats.CRED_NONE, _sso_target(ctx, victim), "/app/salesforce/sso/saml",
+        ("user.authentication.sso", formats.CRED_NONE, sso_target(ctx, victim), "/app/salesforce/sso/saml",
          ',"initiationType":"IDP_INITIATED"', "SUCCESS", ""),
     ]
     for k, (et, cred, target, uri, extra, result, reason) in enumerate(seq):
@@ -148,7 +160,7 @@ def plan(rng: np.random.Generator, ctx: Context, period: tuple[int, int]) -> Cam
         t, record_id, "insertConnectedApplication", "Connected Apps", f"Installed Connected App {app_name} to Salesforce",
         users.sf18[victim], users.username[victim])]})
     out.add("okta", okta_event(rng, [t - 15_000], "user.authentication.sso", actor=v_actor, agent=agent, place=here,
-                               session=sid, credential=formats.CRED_NONE, target=_sso_target(ctx, victim),
+                               session=sid, credential=formats.CRED_NONE, target=sso_target(ctx, victim),
                                uri="/app/salesforce/sso/saml", extra=',"initiationType":"SP_INITIATED"'))
     api = user_client(ctx, victim, here, client_name, rng, app_name=app_name, app_id15=app_id15, app_id18=app_id18,
                       client_name=client_name)
@@ -198,13 +210,13 @@ def plan(rng: np.random.Generator, ctx: Context, period: tuple[int, int]) -> Cam
                 t = next_slot(t + (int(rng.integers(*pause)) if lo or k else 0))
                 rows = min(chunk, take_n - lo)
                 idx = np.arange(lo, lo + rows)
-                record_ids = cust.record_ids(obj, idx)
                 where = f" WHERE Id > '{last_id}'" if last_id else ""
                 soql = f"{query}{where} ORDER BY Id LIMIT {chunk}"
-                t = query_pages(out, rng, t, api, entity=obj, query=soql, record_ids=record_ids, page=2000,
-                                gap_ms=(300, 2500), api="REST" if method == "rest" else "SOAP",
+                t = query_pages(out, rng, t, api, entity=obj, query=soql, indices=idx,
+                                ids_of=partial(cust.record_ids, obj), page=2000, gap_ms=(300, 2500),
+                                api="REST" if method == "rest" else "SOAP",
                                 soql_type="REST" if method == "rest" else "SOAP Partner")
-                last_id = record_ids[-1].as_py()
+                last_id = cust.record_ids(obj, idx[-1:])[0].as_py()
                 c.touch(obj, idx, t)
                 calls += -(-rows // 2000)
         if t >= period[1]:
@@ -219,19 +231,6 @@ def plan(rng: np.random.Generator, ctx: Context, period: tuple[int, int]) -> Cam
 def ids_one(rng: np.random.Generator) -> str:
     """One Okta session id."""
     return ids.okta_session_ids(rng, 1)[0].as_py()
-
-
-def _policy(org) -> str:  # type: ignore[no-untyped-def]
-    policy = formats.okta_target(org.okta_policy_id, "unknown", "Default Policy", "PolicyEntity",
-                                 '{"policyType":"OktaSignOn"}')
-    rule = formats.okta_target(org.okta_rule_id, org.okta_policy_id, "Default Rule", "PolicyRule")
-    return f"[{policy},{rule}]"
-
-
-def _sso_target(ctx: Context, user: int) -> str:
-    org = ctx.pop.org
-    app = formats.okta_target(org.okta_sf_app_id, "Salesforce", "Salesforce", "AppInstance")
-    return f"[{app},{ctx.pop.okta_user_target[user].as_py()}]"
 
 
 def _uri_rows(c: Client, ts: np.ndarray, uris: list[str], rng: np.random.Generator) -> dict[str, Any]:

@@ -1,0 +1,89 @@
+"""Pure-Python reference evaluator of correlation semantics (see :mod:`crmguard.engine.correlate`).
+
+Small and obviously correct rather than fast: tests run it and the DuckDB engine on the same
+generated matches and require identical episodes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import operator
+from collections import defaultdict
+from dataclasses import dataclass
+
+from crmguard.engine.rules import Correlation
+
+_OPS = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le, "eq": operator.eq,
+        "neq": operator.ne}
+
+
+@dataclass(frozen=True)
+class Match:
+    """One (rule, event) match: the event's id, time, group values and counted value."""
+
+    rule: str
+    event_id: str
+    time: dt.datetime
+    group: tuple[str | None, ...]
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One correlation alert: its group, first/last match times, count and evidence ids."""
+
+    group: tuple[str, ...]
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    event_count: int
+    event_ids: tuple[str, ...]
+
+
+def evaluate(corr: Correlation, matches: list[Match]) -> list[Episode]:
+    """Return the episodes ``corr`` raises over ``matches``, sorted by group and time."""
+    span = corr.timespan
+    groups: dict[tuple[str, ...], list[Match]] = defaultdict(list)
+    for m in matches:
+        if m.rule in corr.rules and all(v is not None for v in m.group):
+            groups[tuple(str(v) for v in m.group)].append(m)
+    episodes: list[Episode] = []
+    for group, ms in sorted(groups.items()):
+        events: dict[str, Match] = {}
+        for m in sorted(ms, key=lambda m: (m.event_id, m.rule)):
+            events.setdefault(m.event_id, m)
+        firing = sorted({m.time for m in ms if _fires(corr, ms, events, m, span)})
+        spans: list[list[dt.datetime]] = []
+        for t in firing:
+            if spans and spans[-1][1] >= t - span:
+                spans[-1][1] = t
+            else:
+                spans.append([t, t])
+        for first, last in spans:
+            lo = first - span
+            inside = sorted((e for e in events.values() if lo <= e.time <= last), key=lambda e: (e.time, e.event_id))
+            episodes.append(Episode(group, inside[0].time, inside[-1].time, len(inside),
+                                    tuple(e.event_id for e in inside)))
+    return episodes
+
+
+def _fires(corr: Correlation, ms: list[Match], events: dict[str, Match], m: Match, span: dt.timedelta) -> bool:
+    t = m.time
+    cmp = _OPS[corr.op]
+    if corr.type == "event_count":
+        return cmp(sum(1 for e in events.values() if t - span <= e.time <= t), corr.count)
+    if corr.type == "value_count":
+        values = {e.value for e in events.values() if t - span <= e.time <= t and e.value is not None}
+        return cmp(len(values), corr.count)
+    if corr.type == "temporal":
+        return cmp(len({x.rule for x in ms if t - span <= x.time <= t}), corr.count)
+    if corr.type == "temporal_ordered":
+        if m.rule != corr.rules[-1]:
+            return False
+        bound = t
+        for rule in reversed(corr.rules[:-1]):
+            before = [x.time for x in ms if x.rule == rule and x.time <= bound]
+            if not before:
+                return False
+            bound = max(before)
+        return bound >= t - span
+    raise ValueError(corr.type)

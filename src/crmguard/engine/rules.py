@@ -1,0 +1,184 @@
+"""Loading Sigma rules (with pySigma) and compiling them to DuckDB conditions.
+
+A rule file is Sigma YAML; several documents per file are allowed (a correlation and its base
+rules). crmguard reads its own settings from the rule's custom ``crmguard:`` attribute::
+
+    crmguard:
+      dedup: {fields: [actor], period: 1h}   # alerts with the same key in one period merge
+      threshold: 1                           # minimum matching events per dedup period
+      allowlist: {app: [Okta Sync Service]}  # never alert on these values (tuning, not detection)
+      examples:                              # events that must and must not match (crmguard rules test)
+        match: [{action: query, rows: 50000}]
+        nomatch: [{action: query, rows: 10}]
+
+Tuning without editing a rule: a ``tuning.yml`` beside the rules maps rule id or name to the same
+``dedup`` / ``threshold`` / ``allowlist`` keys, and overrides the rule's own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationRule
+from sigma.exceptions import SigmaError
+from sigma.rule import SigmaRule
+
+from crmguard.engine.backend import DuckDBBackend
+from crmguard.engine.pipeline import crmguard_pipeline
+from crmguard.errors import RuleError
+from crmguard.schema import COLUMN_NAMES
+
+DEFAULT_DEDUP_PERIOD = dt.timedelta(hours=1)
+ACTOR = "actor"
+"""Pseudo-field: the identity an event is about (username, else the username known for the user id,
+else the user id)."""
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """A compiled Sigma correlation: ``type`` (event_count, value_count, temporal,
+    temporal_ordered), the base rule names in order, ``group_by`` fields, ``timespan``, the
+    condition operator and count, and the field counted by value_count."""
+
+    type: str
+    rules: tuple[str, ...]
+    group_by: tuple[str, ...]
+    timespan: dt.timedelta
+    op: str
+    count: int
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A loaded rule. Detection rules carry ``condition`` (DuckDB SQL over the event schema);
+    correlation rules carry ``correlation``. ``hidden`` rules only feed correlations."""
+
+    id: str
+    name: str
+    title: str
+    level: str
+    description: str
+    tags: tuple[str, ...]
+    falsepositives: tuple[str, ...]
+    path: str
+    condition: str | None = None
+    correlation: Correlation | None = None
+    hidden: bool = False
+    dedup_fields: tuple[str, ...] = (ACTOR,)
+    dedup_period: dt.timedelta = DEFAULT_DEDUP_PERIOD
+    threshold: int = 1
+    allowlist: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    examples: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
+
+    @property
+    def severity(self) -> str:
+        """The Sigma level, as alert severity."""
+        return self.level
+
+
+def builtin_rules_dir() -> Path:
+    """The folder of the built-in rule pack."""
+    return Path(str(resources.files("crmguard.rules") / "builtin"))
+
+
+def parse_period(text: str | int | None, where: str) -> dt.timedelta:
+    """Parse ``30m`` / ``1h`` / ``2d`` / seconds into a timedelta; raises ``RuleError``."""
+    if text is None:
+        return DEFAULT_DEDUP_PERIOD
+    if isinstance(text, int):
+        return dt.timedelta(seconds=text)
+    try:
+        return dt.timedelta(seconds=int(text[:-1]) * _UNITS[text[-1]])
+    except (KeyError, ValueError, IndexError) as exc:
+        raise RuleError(f"bad period {text!r}: use e.g. 30m, 1h, 2d", file=where) from exc
+
+
+def load_rules(dirs: list[Path] | None = None, include_builtin: bool = True) -> list[Rule]:
+    """Load every ``*.yml`` rule under the built-in pack and ``dirs``; compile detections to SQL.
+
+    Returns the rules sorted by id. Raises ``RuleError`` naming the file (and field) of a rule
+    pySigma rejects, that uses a field outside the event schema, or with bad crmguard settings.
+    """
+    folders = ([builtin_rules_dir()] if include_builtin else []) + [Path(d) for d in dirs or []]
+    files = [f for d in folders for f in sorted(d.rglob("*.yml")) if f.name != "tuning.yml"]
+    tuning: dict[str, dict[str, Any]] = {}
+    for d in folders:
+        if (d / "tuning.yml").exists():
+            tuning.update(yaml.safe_load((d / "tuning.yml").read_text()) or {})
+    texts = []
+    for f in files:
+        try:
+            SigmaCollection.from_yaml(f.read_text(), collect_errors=False)
+        except SigmaError as exc:
+            raise RuleError(str(exc), file=str(f)) from exc
+        texts.append((f, f.read_text()))
+    collection = SigmaCollection.merge([_tagged(SigmaCollection.from_yaml(t), str(f)) for f, t in texts])
+    try:
+        collection.resolve_rule_references()
+    except SigmaError as exc:
+        raise RuleError(f"correlation references: {exc}") from exc
+    rules = [_compile(r, tuning) for r in collection.rules]
+    ids = [r.id for r in rules]
+    dupes = {i for i in ids if ids.count(i) > 1}
+    if dupes:
+        raise RuleError(f"duplicate rule ids: {', '.join(sorted(dupes))}")
+    return sorted(rules, key=lambda r: r.id)
+
+
+def _tagged(collection: SigmaCollection, path: str) -> SigmaCollection:
+    for rule in collection.rules:
+        rule.custom_attributes.setdefault("_crmguard_path", path)
+    return collection
+
+
+def _compile(rule: SigmaRule | SigmaCorrelationRule, tuning: dict[str, dict[str, Any]]) -> Rule:
+    path = rule.custom_attributes.get("_crmguard_path", "?")
+    settings = dict(rule.custom_attributes.get("crmguard") or {})
+    rid = str(rule.id) if rule.id else (rule.name or rule.title)
+    settings.update(tuning.get(rid) or tuning.get(rule.name or "") or {})
+    dedup = settings.get("dedup") or {}
+    common: dict[str, Any] = dict(
+        id=rid, name=rule.name or rid, title=rule.title, level=str(rule.level.name.lower() if rule.level else "medium"),
+        description=(rule.description or "").strip(), tags=tuple(str(t) for t in rule.tags),
+        falsepositives=tuple(rule.falsepositives or ()), path=path,
+        dedup_fields=tuple(dedup.get("fields") or (ACTOR,)), dedup_period=parse_period(dedup.get("period"), path),
+        threshold=int(settings.get("threshold", 1)),
+        allowlist={k: tuple(str(x) for x in (v if isinstance(v, list) else [v]))
+                   for k, v in (settings.get("allowlist") or {}).items()},
+        examples={k: tuple(v or ()) for k, v in (settings.get("examples") or {}).items()},
+    )
+    for fld in (*common["dedup_fields"], *common["allowlist"]):
+        if fld not in COLUMN_NAMES and fld != ACTOR:
+            raise RuleError(f"unknown field {fld!r} in crmguard settings", file=path, field=fld)
+    if isinstance(rule, SigmaCorrelationRule):
+        cond = rule.condition
+        corr = Correlation(
+            type=rule.type.value if hasattr(rule.type, "value") else str(rule.type),
+            rules=tuple(ref.rule.name or str(ref.rule.id) for ref in rule.rules),
+            group_by=tuple(rule.group_by or ()),
+            timespan=dt.timedelta(seconds=rule.timespan.seconds),
+            op=cond.op.name.lower(), count=int(cond.count), field=getattr(cond, "fieldref", None),
+        )
+        for fld in (*corr.group_by, *([corr.field] if corr.field else [])):
+            if fld not in COLUMN_NAMES and fld != ACTOR:
+                raise RuleError(f"unknown field {fld!r} in correlation", file=path, field=fld)
+        return Rule(correlation=corr, **common)
+    # Rules referenced by a correlation have output disabled by pySigma (unless `generate: true`);
+    # crmguard still needs their condition, and records that they must not alert on their own.
+    hidden = not rule._output
+    rule._output = True
+    try:
+        backend = DuckDBBackend(processing_pipeline=crmguard_pipeline(), collect_errors=False)
+        [condition] = backend.convert_rule(rule)
+    except SigmaError as exc:
+        raise RuleError(str(exc), file=path) from exc
+    return Rule(condition=condition, hidden=hidden, **common)

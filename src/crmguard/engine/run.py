@@ -1,0 +1,164 @@
+"""Run a rule pack over the lake: one scan for every detection, then correlations and dedup.
+
+1. **One scan**: a single query reads the events of the window once and evaluates every rule's
+   condition, keeping each matching event with the list of rules it matched (``mr``: one row per
+   (rule, event)). Cost grows with the data and the number of *matching* events, not data × rules.
+2. **Detections**: matches of visible rules group by rule, dedup key and dedup period into alerts
+   (threshold: minimum events per period).
+3. **Correlations**: compiled by :mod:`crmguard.engine.correlate` over ``mr``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+
+import duckdb
+
+from crmguard.engine.correlate import correlation_sql
+from crmguard.engine.rules import ACTOR, Rule
+from crmguard.schema import COLUMNS
+from crmguard.sources.sql import ident, sql_str
+
+EVIDENCE_LIMIT = 50
+RECORDS_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert: which rule, about whom, when, how many events, evidence and explanation."""
+
+    id: str
+    rule_id: str
+    title: str
+    severity: str
+    actor: str | None
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    event_count: int
+    dedup_key: str
+    event_ids: tuple[str, ...]
+    record_ids: tuple[str, ...] = ()
+    explanation: str = ""
+    context: dict[str, object] = field(default_factory=dict)
+
+
+def _alert_id(rule_id: str, key: str, start: dt.datetime) -> str:
+    return hashlib.sha256(f"{rule_id}\x1f{key}\x1f{start.isoformat()}".encode()).hexdigest()[:20]
+
+
+def prepare_matches(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datetime | None,
+                    until: dt.datetime | None) -> None:
+    """Create temp table ``mr`` (one row per matching (rule, event), with ``rule`` = rule name and
+    ``actor``) from the ``events`` view of ``con``, in one scan."""
+    detections = [r for r in rules if r.condition]
+    where = []
+    if since:
+        where.append(f"time >= TIMESTAMPTZ '{since.isoformat()}'")
+    if until:
+        where.append(f"time < TIMESTAMPTZ '{until.isoformat()}'")
+    conds = [f"({r.condition}){_allowed(r)}" for r in detections]
+    hits = "list_filter([" + ", ".join(f"CASE WHEN {c} THEN '{sql_str(r.name)}' END" for c, r in zip(conds, detections, strict=True)) + "], lambda x: x IS NOT NULL)"
+    any_hit = " OR ".join(conds) or "false"
+    cols = ", ".join(ident(c.name) for c in COLUMNS if c.name != "raw")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE identities AS SELECT user_id, arg_max(username, time) AS name FROM events "
+        "WHERE user_id IS NOT NULL AND username IS NOT NULL GROUP BY user_id"
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE mr AS
+        SELECT unnest(hits) AS rule, * EXCLUDE (hits) FROM (
+            SELECT {cols}, coalesce(e.username, i.name, e.user_id) AS {ACTOR}, {hits} AS hits
+            FROM events e LEFT JOIN identities i USING (user_id)
+            WHERE {' AND '.join(where) or 'true'} AND ({any_hit}))"""
+    )
+
+
+def _allowed(rule: Rule) -> str:
+    parts = []
+    for fld, values in rule.allowlist.items():
+        col = ACTOR if fld == ACTOR else ident(fld)
+        vals = ", ".join(f"lower('{sql_str(v)}')" for v in values)
+        parts.append(f" AND coalesce(lower(CAST({col} AS VARCHAR)) NOT IN ({vals}), true)")
+    return "".join(parts)
+
+
+def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datetime | None = None,
+              until: dt.datetime | None = None) -> list[Alert]:
+    """Evaluate ``rules`` over ``con``'s ``events`` view between ``since`` and ``until`` (UTC,
+    ``until`` exclusive) and return the alerts, sorted by first_seen."""
+    prepare_matches(con, rules, since, until)
+    alerts: list[Alert] = []
+    for rule in rules:
+        if rule.condition and not rule.hidden:
+            alerts += _detection_alerts(con, rule)
+        elif rule.correlation:
+            alerts += _correlation_alerts(con, rule)
+    return sorted(alerts, key=lambda a: (a.first_seen, a.rule_id, a.id))
+
+
+_SUMMARY = f"""min(time) AS first_seen, max(time) AS last_seen, count(DISTINCT event_id) AS n,
+    list(DISTINCT event_id ORDER BY event_id)[1:{EVIDENCE_LIMIT}] AS ids,
+    list(DISTINCT record_id) FILTER (WHERE record_id IS NOT NULL)[1:{RECORDS_LIMIT}] AS records,
+    any_value({ACTOR}) AS actor_value, sum(rows) AS rows_total, list(DISTINCT object) FILTER (WHERE object IS NOT NULL) AS objects,
+    list(DISTINCT src_ip) FILTER (WHERE src_ip IS NOT NULL)[1:10] AS ips,
+    list(DISTINCT app) FILTER (WHERE app IS NOT NULL)[1:10] AS apps,
+    list(DISTINCT user_agent) FILTER (WHERE user_agent IS NOT NULL)[1:5] AS agents"""
+
+
+def _detection_alerts(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Alert]:
+    period = int(rule.dedup_period.total_seconds())
+    key = "concat_ws(' | ', " + ", ".join(f"coalesce(CAST({ACTOR if f == ACTOR else ident(f)} AS VARCHAR), '-')"
+                                          for f in rule.dedup_fields) + ")"
+    rows = con.execute(
+        f"""SELECT {key} AS dkey, floor(epoch(time) / {period}) AS bucket, {_SUMMARY}
+        FROM mr WHERE rule = '{sql_str(rule.name)}' GROUP BY ALL HAVING count(DISTINCT event_id) >= {rule.threshold}
+        ORDER BY first_seen"""
+    ).fetchall()
+    out = []
+    for dkey, bucket, first, last, n, ids, records, actor, rows_total, objects, ips, apps, agents in rows:
+        start = dt.datetime.fromtimestamp(bucket * period, dt.UTC)
+        ctx = {"rows": rows_total, "objects": objects, "src_ips": ips, "apps": apps, "user_agents": agents}
+        out.append(Alert(_alert_id(rule.id, dkey, start), rule.id, rule.title, rule.severity, actor, first, last, n,
+                         dkey, tuple(ids), tuple(records), explain(rule, actor, n, first, last, ctx), ctx))
+    return out
+
+
+def _correlation_alerts(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Alert]:
+    corr = rule.correlation
+    assert corr is not None
+    rows = con.execute(
+        f"""WITH ep AS ({correlation_sql(corr)})
+        SELECT ep.grp, ep.first_seen, ep.last_seen, ep.event_count, ep.event_ids[1:{EVIDENCE_LIMIT}],
+               (SELECT any_value({ACTOR}) FROM mr WHERE mr.event_id = ep.event_ids[1]) AS actor,
+               (SELECT sum(rows) FROM (SELECT DISTINCT event_id, rows FROM mr WHERE list_contains(ep.event_ids, mr.event_id))) AS rows_total,
+               (SELECT list(DISTINCT record_id) FILTER (WHERE record_id IS NOT NULL)[1:{RECORDS_LIMIT}] FROM mr WHERE list_contains(ep.event_ids, mr.event_id)) AS records
+        FROM ep ORDER BY first_seen"""
+    ).fetchall()
+    out = []
+    for grp, first, last, n, ids, actor, rows_total, records in rows:
+        dkey = " | ".join(grp)
+        if ACTOR in corr.group_by:
+            actor = grp[corr.group_by.index(ACTOR)]
+        elif "username" in corr.group_by:
+            actor = grp[corr.group_by.index("username")]
+        ctx = {"rows": rows_total, "group_by": dict(zip(corr.group_by, grp, strict=True)), "rules": list(corr.rules)}
+        out.append(Alert(_alert_id(rule.id, dkey, first), rule.id, rule.title, rule.severity, actor, first, last, n,
+                         dkey, tuple(ids), tuple(records or ()), explain(rule, actor, n, first, last, ctx), ctx))
+    return out
+
+
+def explain(rule: Rule, actor: str | None, n: int, first: dt.datetime, last: dt.datetime, ctx: dict[str, object]) -> str:
+    """Say in words why the alert fired (who, what, how much, from where, when)."""
+    parts = [f"{rule.title}: {n:,} matching event{'s' if n != 1 else ''} by {actor or 'an unknown identity'}"]
+    if ctx.get("rows"):
+        parts.append(f"{int(ctx['rows']):,} rows read")  # type: ignore[call-overload]
+    for label, key in (("objects", "objects"), ("from", "src_ips"), ("via", "apps"), ("agents", "user_agents")):
+        if ctx.get(key):
+            parts.append(f"{label} {', '.join(str(x) for x in ctx[key])}")  # type: ignore[attr-defined]
+    if rule.correlation:
+        c = rule.correlation
+        parts.append(f"{c.type} of {', '.join(c.rules)} within {c.timespan} ({c.op} {c.count})")
+    parts.append(f"between {first:%Y-%m-%d %H:%M:%S} and {last:%Y-%m-%d %H:%M:%S} UTC")
+    return "; ".join(parts)

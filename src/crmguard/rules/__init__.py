@@ -1,0 +1,1 @@
+"""The built-in Sigma rule pack (``builtin/*.yml``) for CRM data theft."""
