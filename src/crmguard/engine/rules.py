@@ -162,7 +162,7 @@ def _compile(rule: SigmaRule | SigmaCorrelationRule, tuning: dict[str, dict[str,
     if isinstance(rule, SigmaCorrelationRule):
         cond = rule.condition
         corr = Correlation(
-            type=rule.type.value if hasattr(rule.type, "value") else str(rule.type),
+            type=rule.type.name.lower(),
             rules=tuple(ref.rule.name or str(ref.rule.id) for ref in rule.rules),
             group_by=tuple(rule.group_by or ()),
             timespan=dt.timedelta(seconds=rule.timespan.seconds),

@@ -1,0 +1,1 @@
+"""Alert state: SQLite store with dedup."""

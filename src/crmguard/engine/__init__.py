@@ -1,0 +1,1 @@
+"""Detection engine: Sigma rules compiled to DuckDB SQL, correlations, and a reference evaluator."""
