@@ -6,6 +6,7 @@ tests call it directly; ``run()`` is the console-script entry point.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -139,8 +140,6 @@ def simulate(
     start: Annotated[Optional[str], typer.Option("--start", help="First day, YYYY-MM-DD (default 2025-03-03).")] = None,
 ) -> int:
     """Write realistic Salesforce + Okta logs of a retailer org with labelled attack campaigns."""
-    import datetime as dt
-
     from crmguard.simulate import simulate as run_simulate
 
     campaigns = None if not campaign else [c for c in campaign if c != "none"]
@@ -178,6 +177,184 @@ def demo(
     ws = resolve(home)
     run_demo(ws.home, out, campaign=campaign)
     return EXIT_OK
+
+
+StateOpt = Annotated[Optional[str], typer.Option("--state", help="State SQLite DB (default: <home>/state.db).")]
+RulesOpt = Annotated[Optional[list[str]], typer.Option("--rules", help="Folder of extra Sigma rules (repeatable).")]
+
+
+def _when(text: Optional[str], option: str) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter("use ISO 8601, e.g. 2025-03-04 or 2025-03-04T08:00:00Z", param_hint=option) from exc
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+@app.command()
+def detect(
+    lake: LakeOpt = None,
+    state: StateOpt = None,
+    home: HomeOpt = None,
+    since: Annotated[Optional[str], typer.Option("--since", help="Only events at or after this time (ISO 8601, UTC).")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", help="Only events before this time (ISO 8601, UTC).")] = None,
+    rules: RulesOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the alerts as a JSON array on stdout.")] = False,
+) -> int:
+    """Run every rule (built-in pack plus --rules folders) over the lake and store the alerts."""
+    from crmguard.detect import detect as run_detect
+    from crmguard.lake import Lake
+    from crmguard.output import alerts_json
+
+    ws = resolve(home, lake, state)
+    with err.status("running the rules"):
+        result = run_detect(Lake(ws.lake), ws.state, [Path(r) for r in rules or []], _when(since, "--since"),
+                            _when(until, "--until"))
+    if json_out:
+        sys.stdout.write(alerts_json([a.__dict__ for a in result.alerts]) + "\n")
+    else:
+        _alert_table([a.__dict__ for a in result.alerts], f"{len(result.alerts)} alerts from {result.rules} rules")
+        out.print(f"stored in {ws.state}: {result.stored.created} new, {result.stored.updated} updated, "
+                  f"{result.stored.unchanged} already known")
+    return EXIT_OK
+
+
+alerts_app = typer.Typer(help="List and inspect stored alerts.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("list")
+def alerts_list(
+    state: StateOpt = None,
+    home: HomeOpt = None,
+    rule: Annotated[Optional[str], typer.Option("--rule", help="Only this rule id.")] = None,
+    severity: Annotated[Optional[str], typer.Option("--severity", help="Only this severity.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON array on stdout.")] = False,
+) -> int:
+    """List stored alerts, newest first."""
+    from crmguard.alerts.store import Store
+    from crmguard.output import alerts_json
+
+    ws = resolve(home, None, state)
+    store = Store(ws.state)
+    rows = store.list(rule_id=rule, severity=severity)
+    store.close()
+    if json_out:
+        sys.stdout.write(alerts_json(rows) + "\n")
+    else:
+        _alert_table(rows, f"{len(rows)} alerts in {ws.state}")
+    return EXIT_OK
+
+
+@alerts_app.command("show")
+def alerts_show(
+    alert_id: Annotated[str, typer.Argument(help="Alert id (or a unique prefix).")],
+    state: StateOpt = None,
+    lake: LakeOpt = None,
+    home: HomeOpt = None,
+    unmask: Annotated[bool, typer.Option("--unmask", help="Show customer PII in the evidence (masked by default).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the alert and its evidence as JSON.")] = False,
+) -> int:
+    """Show one alert: explanation, counts, records involved and the evidence events."""
+    from crmguard.alerts.evidence import evidence_events
+    from crmguard.alerts.store import Store
+    from crmguard.lake import Lake
+    from crmguard.output import alerts_json
+
+    ws = resolve(home, lake, state)
+    store = Store(ws.state)
+    alert = store.get(alert_id)
+    store.close()
+    if alert is None:
+        err.print(f"[red]no alert[/red] with id {alert_id!r} (or the prefix is ambiguous) in {ws.state}")
+        return EXIT_ERROR
+    events = evidence_events(Lake(ws.lake), alert, unmask=unmask)
+    if json_out:
+        sys.stdout.write(alerts_json([{**alert, "evidence": events}]) + "\n")
+        return EXIT_OK
+    out.print(f"[bold]{alert['title']}[/bold]  ({alert['severity']}, rule {alert['rule_id']})")
+    out.print(f"id {alert['id']}  actor {alert['actor']}  {alert['first_seen']} → {alert['last_seen']}  "
+              f"{alert['event_count']:,} events")
+    out.print(alert["explanation"])
+    if alert["record_ids"]:
+        out.print(f"records involved: {len(alert['record_ids']):,} (e.g. {', '.join(alert['record_ids'][:5])})")
+    table = Table(title="evidence" + ("" if unmask else " (customer PII masked; --unmask to show)"))
+    for col in ("time", "source", "event_type", "action", "src_ip", "object", "rows", "raw"):
+        table.add_column(col, overflow="fold")
+    for e in events:
+        table.add_row(*(str(e.get(c) if e.get(c) is not None else "") for c in ("time", "source", "event_type", "action",
+                                                                                 "src_ip", "object", "rows")),
+                      str(e.get("raw") or "")[:300])
+    out.print(table)
+    return EXIT_OK
+
+
+def _alert_table(rows: list[dict], title: str) -> None:
+    table = Table(title=title)
+    for col in ("id", "severity", "rule", "actor", "first_seen", "events"):
+        table.add_column(col)
+    for a in rows:
+        table.add_row(a["id"][:12], a["severity"], a["title"], a["actor"] or "-", str(a["first_seen"])[:19],
+                      f"{a['event_count']:,}")
+    out.print(table)
+
+
+rules_app = typer.Typer(help="List, show and test detection rules.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("list")
+def rules_list(rules: RulesOpt = None) -> int:
+    """List the built-in rules and those under --rules."""
+    from crmguard.engine.rules import load_rules
+
+    table = Table(title="rules")
+    for col in ("id", "name", "level", "kind", "title"):
+        table.add_column(col)
+    loaded = load_rules([Path(r) for r in rules or []])
+    for r in loaded:
+        kind = f"correlation:{r.correlation.type}" if r.correlation else ("base" if r.hidden else "detection")
+        table.add_row(r.id[:8], r.name, r.level, kind, r.title)
+    out.print(table)
+    out.print(f"{len(loaded)} rules")
+    return EXIT_OK
+
+
+@rules_app.command("show")
+def rules_show(
+    rule_id: Annotated[str, typer.Argument(help="Rule id (or prefix) or name.")],
+    rules: RulesOpt = None,
+    sql: Annotated[bool, typer.Option("--sql", help="Print the SQL the rule compiles to.")] = False,
+) -> int:
+    """Show a rule's settings and, with --sql, the DuckDB SQL it compiles to."""
+    from crmguard.engine.rules import load_rules
+    from crmguard.engine.sqltext import rule_sql
+
+    loaded = load_rules([Path(r) for r in rules or []])
+    found = [r for r in loaded if r.name == rule_id or r.id.startswith(rule_id)]
+    if len(found) != 1:
+        err.print(f"[red]{'no' if not found else 'ambiguous'} rule[/red] {rule_id!r}")
+        return EXIT_ERROR
+    r = found[0]
+    if sql:
+        sys.stdout.write(rule_sql(r, loaded) + "\n")
+        return EXIT_OK
+    out.print(f"[bold]{r.title}[/bold] ({r.level})  id {r.id}  name {r.name}  file {r.path}")
+    out.print(r.description)
+    out.print(f"tags: {', '.join(r.tags)}")
+    out.print(f"false positives: {'; '.join(r.falsepositives)}")
+    out.print(f"dedup: {', '.join(r.dedup_fields)} per {r.dedup_period}; threshold {r.threshold}; allowlist {r.allowlist or '-'}")
+    return EXIT_OK
+
+
+@rules_app.command("test")
+def rules_test(rules: RulesOpt = None) -> int:
+    """Check every rule against its own example events (must match / must not match)."""
+    from crmguard.engine.ruletest import rules_test_command
+
+    return rules_test_command([Path(r) for r in rules or []], out)
 
 
 def main(argv: list[str] | None = None) -> int:

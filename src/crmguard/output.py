@@ -46,3 +46,8 @@ def render(table: pa.Table, fmt: str, console: Console) -> None:
 def _cell(value: object) -> str:
     text = _jsonable(value) if hasattr(value, "isoformat") else str(value)
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"  # type: ignore[return-value]
+
+
+def alerts_json(alerts: list[dict]) -> str:
+    """Return alerts as a JSON array: ISO 8601 UTC times, ``event_ids`` etc. as lists."""
+    return orjson.dumps(alerts, default=_jsonable, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC).decode()

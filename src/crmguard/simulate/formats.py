@@ -116,6 +116,8 @@ def elf_table(event_type: str, batch: Batch, org_id15: str, rng: np.random.Gener
     for name in ELF_FIELDS[event_type]:
         if name in batch:
             col = as_strings(batch[name], n)
+            if name in ("REQUEST_ID", "USER_ID_DERIVED"):
+                col = _fill_empty(col, lambda: _derived(name, batch, n, rng))
         elif name == "EVENT_TYPE":
             col = const(event_type, n)
         elif name == "TIMESTAMP":
@@ -124,14 +126,26 @@ def elf_table(event_type: str, batch: Batch, org_id15: str, rng: np.random.Gener
             col = clock.iso_z(ts)
         elif name == "ORGANIZATION_ID":
             col = const(org_id15, n)
-        elif name == "REQUEST_ID":
-            col = ids.request_ids(rng, n)
-        elif name == "USER_ID_DERIVED":
-            col = ids.to18_column(as_strings(batch["USER_ID"], n))
+        elif name in ("REQUEST_ID", "USER_ID_DERIVED"):
+            col = _derived(name, batch, n, rng)
         else:
             col = const("", n)
         cols.append(_sorted(col, order))
     return _sorted_ts(ts, order), pa.table(cols, names=list(ELF_FIELDS[event_type]))
+
+
+def _derived(name: str, batch: Batch, n: int, rng: np.random.Generator) -> pa.Array:
+    if name == "REQUEST_ID":
+        return ids.request_ids(rng, n)
+    return ids.to18_column(as_strings(batch["USER_ID"], n))
+
+
+def _fill_empty(col: pa.Array, make: Callable[[], pa.Array]) -> pa.Array:
+    """``col`` with its empty values (rows of batches that did not give the column) computed."""
+    empty = pc.equal(col, lit(""))
+    if not pc.any(empty).as_py():
+        return col
+    return pc.if_else(empty, make(), col)
 
 
 # --- RTEM ----------------------------------------------------------------------------------------

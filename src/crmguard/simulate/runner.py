@@ -142,7 +142,7 @@ def run_day(setup: Setup, out: Path, d: int) -> DayResult:
         groups = [(human_day(part, ctx, chunk, offsets[chunk]), part.rng)]
         if k == 0:
             groups += [(extra, _rng(seed, _DAYS, d, 0, 1)), (attack, _rng(seed, _CAMPAIGNS, 2000 + d))]
-        write_events(files, groups, org.org_id15)
+        write_events(files, groups, org.org_id15, (shared.start, shared.end))
     result.bytes = files.close()
     result.rows = dict(files.rows)
     return result
@@ -239,9 +239,11 @@ def simulate(out: Path, users: int, days: int, seed: int, campaigns: list[str] |
                                    bytes_written, labels)
 
 
-def write_events(files: DayFiles, groups: list[tuple[Events, np.random.Generator]], org_id15: str) -> None:
+def write_events(files: DayFiles, groups: list[tuple[Events, np.random.Generator]], org_id15: str,
+                 day: tuple[int, int]) -> None:
     """Format the events of each group with the group's own generator, merge them by time per
-    output kind and append them to the day's files.
+    output kind and append them to the day's files. Times are kept inside ``day`` (epoch ms
+    start, end): a session closing at midnight is logged in the day it belongs to.
 
     Formatting groups separately keeps background bytes independent of which campaigns run.
     """
@@ -250,7 +252,8 @@ def write_events(files: DayFiles, groups: list[tuple[Events, np.random.Generator
         family, _, name = kind.partition("/")
         parts: list[tuple[np.ndarray, pa.Table | pa.Array]] = []
         for events, rng in groups:
-            batches = [formats.resolve(b) for b in events.kinds.get(kind, [])]
+            batches = [formats.resolve(b) | {"ts": np.clip(np.asarray(b["ts"], np.int64), day[0], day[1] - 1)}
+                       for b in events.kinds.get(kind, [])]
             # Small batches are formatted together (fewer kernel calls); large ones on their own,
             # since they come sorted and are merged without copying.
             small = [b for b in batches if formats.size(b) < _SMALL_BATCH]
