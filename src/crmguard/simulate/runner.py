@@ -191,23 +191,24 @@ def simulate(out: Path, users: int, days: int, seed: int, campaigns: list[str] |
     n_customers = customers or max(1000, users * CUSTOMERS_PER_USER)
     n_workers = workers or default_workers(users, days)
 
-    setup = build_setup(seed, users, start, days, n_customers, names)
-    counts: dict[str, int] = {"customers": write_customers_csv(
-        out / "crm" / "customers.csv", setup.ctx.customers, setup.org, np.random.SeedSequence([seed, _CUSTOMER_CSV]))}
-
     results: dict[int, DayResult] = {}
     if n_workers <= 1:
+        setup = build_setup(seed, users, start, days, n_customers, names)
+        counts = _write_customers(out, seed, setup)
         for d in range(days):
             results[d] = run_day(setup, out, d)
             if progress:
                 progress(d + 1, days)
     else:
-        # Workers rebuild the setup from the arguments (spawned, so no state is shared by fork).
+        # Workers rebuild the setup from the arguments (spawned, so nothing is shared by fork);
+        # they start first so their start-up overlaps the customer export written here.
         context = multiprocessing.get_context("spawn")
         args = (seed, users, start, days, n_customers, names, out)
         with ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_init_worker,
                                  initargs=(args,)) as pool:
             pending = {pool.submit(_worker_day, d) for d in range(days)}
+            setup = build_setup(seed, users, start, days, n_customers, names)
+            counts = _write_customers(out, seed, setup)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -237,6 +238,12 @@ def simulate(out: Path, users: int, days: int, seed: int, campaigns: list[str] |
     files_written.update({"crm/customers.csv": 1, "org/snapshot.json": 1, "labels.json": 1})
     return SimulationSummary.build(out, seed, start, days, users, len(setup.ctx.customers), counts, files_written,
                                    bytes_written, labels)
+
+
+def _write_customers(out: Path, seed: int, setup: Setup) -> dict[str, int]:
+    rows = write_customers_csv(out / "crm" / "customers.csv", setup.ctx.customers, setup.org,
+                               np.random.SeedSequence([seed, _CUSTOMER_CSV]))
+    return {"customers": rows}
 
 
 def write_events(files: DayFiles, groups: list[tuple[Events, np.random.Generator]], org_id15: str,

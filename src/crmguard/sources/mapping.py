@@ -33,13 +33,21 @@ class SourceMapping:
 
 
 def csv_field(header: list[str] | tuple[str, ...]) -> Field:
-    """Accessor for a CSV relation whose columns are ``header``: absent columns are NULL."""
+    """Accessor for a CSV relation whose columns are ``header``, already blank-nulled once each
+    (see :func:`csv_source`): absent columns are NULL."""
     present = set(header)
 
     def field(name: str) -> str:
-        return f"blank_null({ident(name)})" if name in present else "CAST(NULL AS VARCHAR)"
+        return ident(name) if name in present else "CAST(NULL AS VARCHAR)"
 
     return field
+
+
+def csv_source(header: list[str] | tuple[str, ...], reader: str) -> str:
+    """Wrap CSV ``reader`` (a table function) so each column is trimmed/blank-nulled once — mappings
+    read a column many times — and the original row is kept as JSON in ``__raw``."""
+    cols = ", ".join(f"blank_null({ident(h)}) AS {ident(h)}" for h in header)
+    return f"(SELECT to_json(r)::VARCHAR AS __raw, {cols} FROM {reader} AS r)"
 
 
 def json_field(column: str) -> Field:

@@ -23,7 +23,7 @@ from crmguard.errors import SourceParseError
 from crmguard.schema import COLUMNS, EVENT_SCHEMA, duckdb_type
 from crmguard.sources import JSON_FORMATS
 from crmguard.sources.inputs import Opened
-from crmguard.sources.mapping import SourceMapping, csv_field, json_select, select_list
+from crmguard.sources.mapping import SourceMapping, csv_field, csv_source, json_select, select_list
 from crmguard.sources.salesforce import audit_trail, elf
 from crmguard.sources.sql import ident, sql_str
 
@@ -191,8 +191,8 @@ class FileStager:
         cursor.execute("SET preserve_insertion_order = true")
         stream = cursor.sql(with_event_id(mapping.source,
             f"SELECT {select_list(mapping.build(csv_field(header)))}, "
-            f"to_json(src)::VARCHAR AS raw, '{sql_str(self.name)}' AS log_file, NULL::BIGINT AS _line "
-            f"FROM {reader} AS src"
+            f"__raw AS raw, '{sql_str(self.name)}' AS log_file, NULL::BIGINT AS _line "
+            f"FROM {csv_source(header, reader)} AS src"
         )).to_arrow_reader(CHUNK_ROWS)
         # The setting is database-wide: the stream above was planned in order; the lake's writes
         # that follow need not be (order-preserving COPY is about twice as slow).
