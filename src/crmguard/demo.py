@@ -8,17 +8,20 @@ from pathlib import Path
 
 from rich.console import Console
 
+from crmguard.detect import detect
+from crmguard.engine.run import Alert
 from crmguard.ingest import IngestSummary, ingest
 from crmguard.lake import Lake
 
 
 @dataclass(frozen=True)
 class DemoResult:
-    """Where the demo wrote its logs and lake, and what the ingest counted."""
+    """Where the demo wrote its logs and lake, what the ingest counted, how many alerts fired."""
 
     logs: Path
     lake: Path
     summary: IngestSummary
+    alerts: int
 
 
 def run_demo(home: Path, console: Console, *, users: int = 80, days: int = 3, seed: int = 7,
@@ -34,8 +37,11 @@ def run_demo(home: Path, console: Console, *, users: int = 80, days: int = 3, se
     with console.status("ingesting into the lake"):
         summary = ingest([str(logs / "salesforce"), str(logs / "okta")], lake)
     tell_story(lake, summary, console)
+    with console.status("running the detection rules"):
+        found = detect(lake, home / "state.db")
+    tell_alerts(found.alerts, found.rules, console)
     console.print(f"\nground truth for the campaign: {logs / 'labels.json'} ({sim.total_events:,} events simulated)")
-    return DemoResult(logs, lake.root, summary)
+    return DemoResult(logs, lake.root, summary, len(found.alerts))
 
 
 def tell_story(lake: Lake, summary: IngestSummary, console: Console) -> None:
@@ -73,3 +79,22 @@ def tell_story(lake: Lake, summary: IngestSummary, console: Console) -> None:
     ).fetchall():
         console.print(f"[bold]connected-app change[/bold] {when} by {who}: {what}")
     console.print("\nexplore: crmguard query \"SELECT action, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC\"")
+
+
+SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3, "informational": 4}
+
+
+def tell_alerts(alerts: list[Alert], rules: int, console: Console) -> None:
+    """Print how many alerts the rules raised, who they are about, and the most severe one explained."""
+    console.print(f"\n[bold]detection[/bold]: {rules} rules raised {len(alerts)} alerts")
+    if not alerts:
+        return
+    by_actor: dict[str, list[Alert]] = {}
+    for a in alerts:
+        by_actor.setdefault(a.actor or "?", []).append(a)
+    for actor, items in sorted(by_actor.items(), key=lambda kv: min(SEVERITY_ORDER.get(a.severity, 9) for a in kv[1])):
+        titles = sorted({a.title for a in items})
+        console.print(f"  {actor:<42} {len(items):>3} alerts: {'; '.join(titles)[:120]}")
+    top = min(alerts, key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), a.first_seen))
+    console.print(f"[bold]most severe[/bold] ({top.severity}): {top.explanation}")
+    console.print("inspect: crmguard alerts list   |   crmguard alerts show <id>")
