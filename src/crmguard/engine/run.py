@@ -121,7 +121,7 @@ def _detection_alerts(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Alert]
         start = dt.datetime.fromtimestamp(bucket * period, dt.UTC)
         ctx = {"rows": rows_total, "objects": objects, "src_ips": ips, "apps": apps, "user_agents": agents}
         out.append(Alert(_alert_id(rule.id, dkey, start), rule.id, rule.title, rule.severity, actor, first, last, n,
-                         dkey, tuple(ids), tuple(records), explain(rule, actor, n, first, last, ctx), ctx))
+                         dkey, tuple(ids), tuple(records or ()), explain(rule, actor, n, first, last, ctx), ctx))
     return out
 
 
