@@ -211,7 +211,7 @@ def detect(
     ws = resolve(home, lake, state)
     with err.status("running the rules"):
         result = run_detect(Lake(ws.lake), ws.state, [Path(r) for r in rules or []], _when(since, "--since"),
-                            _when(until, "--until"))
+                            _when(until, "--until"), intel_dir=ws.intel)
     if json_out:
         sys.stdout.write(alerts_json([a.__dict__ for a in result.alerts]) + "\n")
     else:
@@ -355,6 +355,32 @@ def rules_test(rules: RulesOpt = None) -> int:
     from crmguard.engine.ruletest import rules_test_command
 
     return rules_test_command([Path(r) for r in rules or []], out)
+
+
+intel_app = typer.Typer(no_args_is_help=True, help="IP intel: anonymizer networks (TOR, VPN, hosting), ASN, country.")
+app.add_typer(intel_app, name="intel")
+
+
+@intel_app.command("update")
+def intel_update(home: HomeOpt = None) -> int:
+    """Download the TOR exit, VPN / datacenter and IP-to-ASN lists into <home>/intel."""
+    from crmguard.intel.cli import update_command
+
+    return update_command(resolve(home).home, out)
+
+
+@intel_app.command("lookup")
+def intel_lookup(
+    ips: Annotated[list[str], typer.Argument(help="IP addresses (IPv4 or IPv6).")],
+    home: HomeOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> int:
+    """Show what the intel says about each address: anonymizer kind and list, ASN, AS organisation, country."""
+    from crmguard.intel.cli import lookup_command
+
+    if fmt not in ("table", "csv", "json"):
+        raise click.BadParameter("must be table, csv or json", param_hint="--format")
+    return lookup_command(ips, resolve(home).home, out, fmt)
 
 
 def main(argv: list[str] | None = None) -> int:

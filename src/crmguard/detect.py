@@ -23,24 +23,30 @@ class DetectResult:
     rules: int
 
 
-def engine_connection(lake: Lake) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection over ``lake`` with the macros rules use (``cidr_match``)."""
+def engine_connection(lake: Lake, intel_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection over ``lake`` with the macros rules use (``cidr_match``); when
+    ``intel_dir`` holds intel files, the ``events`` view is enriched from them (anonymizer flag and
+    kind, ASN, ISP, country for ``src_ip``; values the logs state themselves win)."""
+    from crmguard.intel import load, register_macros
+
     con = lake.connect()
-    try:
-        from crmguard.intel import register_macros
-    except ImportError:  # pragma: no cover - intel ships with crmguard; kept for partial installs
-        return con
     register_macros(con)
+    db = load(intel_dir) if intel_dir is not None else None
+    if db is not None and not db.empty:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW events_lake AS {lake.events_sql()}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {db.enrich_sql(con, 'events_lake')}")
     return con
 
 
 def detect(lake: Lake, state: Path, rule_dirs: list[Path] | None = None, since: dt.datetime | None = None,
-           until: dt.datetime | None = None, rules: list[Rule] | None = None) -> DetectResult:
+           until: dt.datetime | None = None, rules: list[Rule] | None = None,
+           intel_dir: Path | None = None) -> DetectResult:
     """Run the built-in rules plus those under ``rule_dirs`` over ``lake`` (``since`` inclusive,
-    ``until`` exclusive, UTC) and save the alerts in the SQLite ``state`` database. Returns the
-    :class:`DetectResult`. Raises ``RuleError`` for an invalid rule."""
+    ``until`` exclusive, UTC), enriching IPs from ``intel_dir`` when it holds intel files, and save
+    the alerts in the SQLite ``state`` database. Returns the :class:`DetectResult`. Raises
+    ``RuleError`` for an invalid rule."""
     rules = rules if rules is not None else load_rules(rule_dirs)
-    con = engine_connection(lake)
+    con = engine_connection(lake, intel_dir)
     alerts = run_rules(con, rules, since, until)
     store = Store(state)
     try:

@@ -15,11 +15,16 @@ DEFAULT_HOME = "crmguard-data"
 
 @dataclass(frozen=True)
 class Workspace:
-    """Resolved locations: ``home``, ``lake`` folder and ``state`` SQLite file."""
+    """Resolved locations: ``home``, ``lake`` folder, ``state`` SQLite file, ``intel`` folder."""
 
     home: Path
     lake: Path
     state: Path
+
+    @property
+    def intel(self) -> Path:
+        """Folder of the IP intel files (``crmguard intel update`` writes them)."""
+        return self.home / "intel"
 
 
 def resolve(home: str | None = None, lake: str | None = None, state: str | None = None) -> Workspace:

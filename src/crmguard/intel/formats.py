@@ -19,10 +19,10 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from crmguard.errors import CrmguardError
 
@@ -73,15 +73,21 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
-    """Render ``rows`` under ``header`` as CSV bytes (UTF-8, ``\\n`` line ends, quoting only when
-    needed). Line breaks inside values become spaces, so one row is always one line."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(["" if v is None else str(v).replace("\r", " ").replace("\n", " ") for v in row])
-    return buf.getvalue().encode("utf-8")
+def write_csv_atomic(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Write ``rows`` under ``header`` as CSV to ``path`` (UTF-8, ``\\n`` line ends, quoting only
+    when needed), streamed through a temporary file and renamed into place like
+    :func:`write_atomic`. Line breaks inside values become spaces, so one row is one line."""
+
+    def write(fh: BinaryIO) -> None:
+        text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow(["" if v is None else str(v).replace("\r", " ").replace("\n", " ") for v in row])
+        text.flush()
+        text.detach()
+
+    _replace(path, write)
 
 
 def sha256_file(path: Path) -> str:
@@ -96,11 +102,15 @@ def sha256_file(path: Path) -> str:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename, so
     readers see the old file or the new one, never half of it."""
+    _replace(path, lambda fh: fh.write(data))
+
+
+def _replace(path: Path, write: Callable[[BinaryIO], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -9,9 +9,10 @@ never contains an IPv4 address, even ``::/0``, so ``cidr_match`` answers as Pyth
 
 Macros (all NULL-safe, vectorised, no Python per row):
 
-- ``ip_num(text) -> UHUGEINT``: the address as a number; NULL unless ``text`` is an IPv4 literal
-  (dotted quad, no leading zeros) or an IPv6 literal (``::`` compression, upper or lower case, a
-  dotted IPv4 tail, an ignored ``%zone``).
+- ``ip_num(text) -> UHUGEINT``: the address as a number; NULL unless ``text`` is exactly an IPv4
+  literal (dotted quad, no leading zeros) or an IPv6 literal (``::`` compression, upper or lower
+  case, a dotted IPv4 tail, an ignored ``%zone``); surrounding spaces are not trimmed (the
+  ``src_ip`` column never has them).
 - ``ip4_num(text) -> UBIGINT`` and ``ip6_num(text) -> UHUGEINT``: the same per family.
 - ``ip_is_v4(num) -> BOOLEAN``: whether a number from ``ip_num`` is an IPv4 address.
 - ``cidr_range(text) -> STRUCT(lo UHUGEINT, hi UHUGEINT)``: first and last address of a network
@@ -39,9 +40,10 @@ _V4_RE = f"({_OCTET}\\.){{3}}{_OCTET}"
 _U128 = "UHUGEINT"
 
 MACROS: tuple[str, ...] = (
+    # Macro arguments are pasted wherever they are used, so each macro names its argument as few
+    # times as it can (string_split once beats split_part four times, ~2x on a million CIDRs).
     f"CREATE OR REPLACE TEMP MACRO ip4_num(s) AS CASE WHEN regexp_full_match(s, '{_V4_RE}') THEN "
-    "CAST(split_part(s, '.', 1) AS UBIGINT) * 16777216 + CAST(split_part(s, '.', 2) AS UBIGINT) * 65536 "
-    "+ CAST(split_part(s, '.', 3) AS UBIGINT) * 256 + CAST(split_part(s, '.', 4) AS UBIGINT) END",
+    "list_reduce(list_transform(string_split(s, '.'), lambda _o: CAST(_o AS UBIGINT)), lambda _a, _b: _a * 256 + _b) END",
     # An IPv6 text ending in a dotted IPv4 part (::ffff:1.2.3.4) with that part as two hex groups.
     "CREATE OR REPLACE TEMP MACRO ip6_hex_tail(s) AS CASE WHEN strpos(s, '.') = 0 THEN s ELSE "
     "list_transform([ip4_num(regexp_extract(s, '[^:]*$'))], lambda _v: "
@@ -55,15 +57,15 @@ MACROS: tuple[str, ...] = (
     "list_filter(string_split(split_part(s, '::', 2), ':'), lambda _g: _g <> '')]], lambda _p: CASE "
     "WHEN len(_p[1]) + len(_p[2]) <= 7 THEN "
     "list_concat(_p[1], list_transform(range(8 - len(_p[1]) - len(_p[2])), lambda _i: '0'), _p[2]) END)[1] END",
-    # The lambdas bind each intermediate once: a macro argument is pasted wherever it is used.
+    # The lambdas bind each intermediate once.
     "CREATE OR REPLACE TEMP MACRO ip6_num(s) AS "
-    "list_transform([ip6_hex_tail(split_part(lower(trim(s)), '%', 1))], lambda _t: "
+    "list_transform([ip6_hex_tail(split_part(lower(s), '%', 1))], lambda _t: "
     "list_transform([ip6_groups(_t)], lambda _g: CASE "
     "WHEN len(_g) = 8 AND len(list_filter(_g, lambda _x: NOT regexp_full_match(_x, '[0-9a-f]{1,4}'))) = 0 THEN "
     f"list_reduce(list_transform(_g, lambda _x: CAST('0x' || _x AS {_U128})), lambda _a, _b: _a * 65536 + _b) "
     "END)[1])[1]",
     f"CREATE OR REPLACE TEMP MACRO ip_num(s) AS CASE WHEN strpos(s, ':') > 0 THEN ip6_num(s) "
-    f"ELSE CAST(ip4_num(trim(s)) AS {_U128}) + CAST({V4_LO} AS {_U128}) END",
+    f"ELSE CAST(ip4_num(s) AS {_U128}) + CAST({V4_LO} AS {_U128}) END",
     f"CREATE OR REPLACE TEMP MACRO ip_is_v4(n) AS n BETWEEN CAST({V4_LO} AS {_U128}) AND CAST({V4_HI} AS {_U128})",
     # Host bits of a CIDR text: 0 for a bare address, NULL for a bad prefix.
     "CREATE OR REPLACE TEMP MACRO cidr_host_bits(s) AS CASE "

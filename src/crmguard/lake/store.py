@@ -69,11 +69,12 @@ class Lake:
         and ``quarantine`` over the lake; they are empty views with the right columns when the
         lake has no data yet."""
         con = con or connect(temp_dir=str(self.root / "_tmp"))
-        con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {self._events_sql()}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {self.events_sql()}")
         con.execute(f"CREATE OR REPLACE TEMP VIEW quarantine AS {self._quarantine_sql()}")
         return con
 
-    def _events_sql(self, files: list[str] | None = None) -> str:
+    def events_sql(self, files: list[str] | None = None) -> str:
+        """The SELECT behind the ``events`` view (all event files, or ``files``)."""
         files = self.event_files() if files is None else files
         if not files:
             cols = ", ".join(f"NULL::{duckdb_type(c)} AS {c.name}" for c in COLUMNS)
