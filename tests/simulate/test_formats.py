@@ -11,11 +11,10 @@ import re
 from pathlib import Path
 
 import pytest
+from shared_samples import MISSING, shared_data_dir
 
 from crmguard.simulate import SimulationSummary
 from crmguard.sources.salesforce.elf_fields import ELF_FIELDS
-
-from shared_samples import MISSING, shared_data_dir
 
 REQUIRED_ELF = ("Login", "Logout", "API", "RestApi", "ApiTotalUsage", "BulkApi2", "Report", "ReportExport", "URI")
 RTEM_OBJECTS = ("LoginEvent", "ApiEvent", "BulkApiResultEvent", "ReportEvent", "ListViewEvent", "LoginAsEvent")
@@ -104,7 +103,8 @@ def test_elf_values_have_salesforce_formats(run: tuple[Path, SimulationSummary])
             assert {r["METHOD"] for r in rows} <= {"GET", "POST", "PATCH", "DELETE"}
             assert all(r["URI"].startswith("/services/data/v60.0/") for r in rows)
         if path.stem == "API":
-            assert {r["METHOD_NAME"] for r in rows} <= {"query", "queryMore", "describeSObject"}
+            assert {r["METHOD_NAME"] for r in rows} <= {"query", "queryMore", "describeSObject", "update", "insert",
+                                                       "retrieve"}
 
 
 def test_server_side_calls_show_salesforce_ip(run: tuple[Path, SimulationSummary]) -> None:
@@ -147,7 +147,8 @@ def test_okta_files_are_system_log_arrays(run: tuple[Path, SimulationSummary]) -
                     "request", "target", "transaction", "severity", "displayMessage"} <= set(e)
             ipaddress.ip_address(e["client"]["ipAddress"])
     assert {"user.session.start", "user.authentication.sso", "user.authentication.auth_via_mfa",
-            "policy.evaluate_sign_on", "user.mfa.factor.reset_all", "user.mfa.factor.activate"} <= types
+            "policy.evaluate_sign_on", "user.mfa.factor.activate", "user.session.end"} <= types
+    assert types & {"user.mfa.factor.reset_all", "user.mfa.factor.deactivate"}
 
 
 def test_vishing_sign_in_comes_from_an_anonymising_hosting_network(run: tuple[Path, SimulationSummary],

@@ -159,6 +159,8 @@ def scatter(parts: list[tuple[np.ndarray, pa.Array]], n: int) -> pa.Array:
     """Assemble a column of ``n`` rows from parts, each (row indices, values for those rows); rows
     no part covers are empty strings."""
     parts = [p for p in parts if len(p[0])]
+    if n == 0:
+        return const("", 0)
     covered = np.zeros(n, bool)
     for rows, _ in parts:
         covered[rows] = True
@@ -343,6 +345,30 @@ def logins(day: Day, ctx: Context, s: Sessions, out: Events) -> None:
         "SESSION_KEY": s.session_key.take(ci), "LOGIN_KEY": s.login_key.take(ci),
         "CLIENT_IP": pop.place_ip.take(pa.array(s.place_index[closing])),
     })
+    wrong = np.flatnonzero(~mobile & (rng.random(n) < 0.006))
+    if len(wrong):
+        wu = pa.array(s.user[wrong])
+        wi = pa.array(s.place_index[wrong])
+        wts = ts[wrong] - rng.integers(20_000, 120_000, len(wrong))
+        wkeys = ids.session_keys(rng, len(wrong))
+        out.add("elf/Login", {
+            "ts": wts, "USER_ID": pop.id15.take(wu),
+            "USER_TYPE": "Standard", "RUN_TIME": lognormal_ints(rng, 150, 0.5, len(wrong)),
+            "CPU_TIME": lognormal_ints(rng, 30, 0.5, len(wrong)), "DB_TOTAL_TIME": lognormal_ints(rng, 90_000_000, 0.6, len(wrong)),
+            "URI": "/index.jsp", "LOGIN_TYPE": "A", "BROWSER_TYPE": pop.desktop_ua.take(wu), "API_VERSION": "9998.0",
+            "USER_NAME": pop.username.take(wu), "TLS_PROTOCOL": "TLSv1.3", "CIPHER_SUITE": "TLS_AES_256_GCM_SHA384",
+            "LOGIN_URL": "login.salesforce.com", "COUNTRY_CODE": pop.place_country.take(wi),
+            "CLIENT_IP": pop.place_ip.take(wi), "LOGIN_STATUS": "LOGIN_ERROR_INVALID_PASSWORD",
+            "SOURCE_IP": pop.place_ip.take(wi), "LOGIN_KEY": wkeys,
+        })
+        out.add("rtem/LoginEvent", {
+            "ts": wts, "UserId": pop.id18.take(wu), "Username": pop.username.take(wu),
+            "SourceIp": pop.place_ip.take(wi), "Status": "Invalid Password", "Application": "Browser",
+            "Browser": pop.desktop_browser.take(wu), "Platform": pop.desktop_platform.take(wu),
+            "LoginType": "Application", "LoginUrl": "login.salesforce.com", "LoginKey": wkeys,
+            "LoginHistoryId": history_ids(day, ctx, len(wrong)), "CountryIso": pop.place_country.take(wi),
+            "Country": pop.place_country_name.take(wi), "City": pop.place_city.take(wi),
+        })
     ended = closing[s.okta_new[closing]]
     out.add("okta", okta_batch(day, ctx, s, ended, s.end[ended] + 500, "user.session.end", "SUCCESS", "",
                                formats.CRED_NONE))
@@ -813,6 +839,14 @@ def admin_noise(day: Day, ctx: Context, users: np.ndarray, offsets: np.ndarray, 
         who = rng.choice(humans, size=n_self)
         ts = day.start + rng.integers(6 * HOUR_MS, 20 * HOUR_MS, n_self)
         out.add("okta", admin_okta(day, ctx, who, who, ts, "user.account.reset_password"))
+    # New phones: users retire the old Okta Verify factor and enrol the new one themselves.
+    n_phone = rng.poisson(0.002 * len(humans))
+    if n_phone:
+        who = rng.choice(humans, size=n_phone)
+        ts = day.start + rng.integers(6 * HOUR_MS, 20 * HOUR_MS, n_phone)
+        out.add("okta", admin_okta(day, ctx, who, who, ts, "user.mfa.factor.deactivate"))
+        out.add("okta", admin_okta(day, ctx, who, who, ts + rng.integers(30_000, 600_000, n_phone),
+                                   "user.mfa.factor.activate"))
 
     if weekday and len(admins):
         n_as = rng.poisson(0.15 * len(admins))
@@ -835,8 +869,10 @@ def admin_okta(day: Day, ctx: Context, actors: np.ndarray, targets: np.ndarray, 
     pi = pa.array(np.asarray(actors) * 2)
     tx = ids.okta_request_ids(rng, n)
     reason = {"user.mfa.factor.activate": "User set up OKTA_VERIFY_PUSH factor",
+              "user.mfa.factor.deactivate": "User reset OKTA_VERIFY_PUSH factor",
               "user.mfa.factor.reset_all": "", "user.account.reset_password": ""}[event_type]
     uri = {"user.mfa.factor.activate": "/api/v1/users/me/factors/lifecycle/activate",
+           "user.mfa.factor.deactivate": "/api/v1/users/me/factors/lifecycle/deactivate",
            "user.mfa.factor.reset_all": "/api/v1/users/lifecycle/reset_factors",
            "user.account.reset_password": "/api/v1/users/lifecycle/reset_password"}[event_type]
     return {

@@ -168,7 +168,7 @@ def bulk_create(out: Events, rng: np.random.Generator, t0: int, c: Client, *, jo
 
 
 def bulk_pages(out: Events, rng: np.random.Generator, ts: np.ndarray, c: Client, *, job_id15: str, entity: str,
-               query: str, rows: np.ndarray, page: int, family: str = "Bulk API 2.0") -> None:
+               query: str, rows: np.ndarray, page: int, family: str = "Bulk API 2.0", operation: str = "query") -> None:
     """Download result pages of a Bulk API 2.0 query job at times ``ts`` (``rows`` per page):
     RestApi/ApiTotalUsage per GET, plus ELF BulkApi2 and RTEM BulkApiResultEvent per page."""
     k = len(ts)
@@ -184,7 +184,7 @@ def bulk_pages(out: Events, rng: np.random.Generator, ts: np.ndarray, c: Client,
         "LOGIN_KEY": c.login_key, "USER_TYPE": "Standard", "REQUEST_STATUS": "", "URI": uris,
         "RUN_TIME": lognormal_ints(rng, 2000, 0.6, k), "CPU_TIME": lognormal_ints(rng, 400, 0.6, k),
         "DB_TOTAL_TIME": lognormal_ints(rng, 900_000_000, 0.6, k), "JOB_ID": job_id15, "ENTITY_TYPE": entity,
-        "OPERATION_TYPE": "query", "ROWS_PROCESSED": rows, "NUMBER_FAILURES": "0", "MESSAGE": "",
+        "OPERATION_TYPE": operation, "ROWS_PROCESSED": rows, "NUMBER_FAILURES": "0", "MESSAGE": "",
         "RESPONSE_SIZE": rows * rng.integers(250, 400, k), "CLIENT_IP": c.elf_ip,
     })
     out.add("rtem/BulkApiResultEvent", {
@@ -202,14 +202,16 @@ def bulk_delete(out: Events, rng: np.random.Generator, ts: int, c: Client, *, jo
 
 def bulk_query(out: Events, rng: np.random.Generator, t0: int, c: Client, *, job_id15: str, entity: str, query: str,
                total: int, page: int, gap_ms: tuple[int, int] = (1500, 6000), delete: bool = False,
-               family: str = "Bulk API 2.0") -> int:
-    """A whole Bulk API 2.0 query job: create, polls, every result page ``gap_ms`` apart, and
-    optionally a DELETE of the job. Returns the time of the last call."""
+               family: str = "Bulk API 2.0", operation: str = "query") -> int:
+    """A whole Bulk API 2.0 query job (``query``, or ``queryAll`` to include deleted records):
+    create, polls, every result page ``gap_ms`` apart, and optionally a DELETE of the job.
+    Returns the time of the last call."""
     t = bulk_create(out, rng, t0, c, job_id15=job_id15, entity=entity, polls=int(rng.integers(1, 5)), family=family)
     pages = paged_rows(total, page)
     gaps = rng.integers(gap_ms[0], gap_ms[1], len(pages))
     ts = t + np.cumsum(gaps)
-    bulk_pages(out, rng, ts, c, job_id15=job_id15, entity=entity, query=query, rows=pages, page=page, family=family)
+    bulk_pages(out, rng, ts, c, job_id15=job_id15, entity=entity, query=query, rows=pages, page=page, family=family,
+               operation=operation)
     t = int(ts[-1])
     if delete:
         t += int(rng.integers(gap_ms[0], gap_ms[1]))

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import TypeAlias
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-Column = pa.Array | np.ndarray | Sequence[str] | str
+Column: TypeAlias = pa.Array | np.ndarray | Sequence[str] | str
 """Anything :func:`as_strings` can turn into a string column."""
 
 ALNUM = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", np.uint8)
@@ -85,13 +86,18 @@ def join(*parts: pa.Array | str) -> pa.StringArray:
 
 def tokens(rng: np.random.Generator, n: int, width: int, alphabet: np.ndarray = ALNUM) -> pa.StringArray:
     """``n`` random tokens of ``width`` characters drawn from ``alphabet`` (uint8 codes)."""
-    return from_matrix(alphabet[rng.integers(0, len(alphabet), (n, width))])
+    if len(alphabet) == 64:
+        # Random bytes masked to 6 bits: uniform over a 64-letter alphabet and much faster.
+        codes = np.frombuffer(rng.bytes(n * width), np.uint8).reshape(n, width) & 63
+    else:
+        codes = rng.integers(0, len(alphabet), (n, width), dtype=np.uint8)
+    return from_matrix(alphabet[codes])
 
 
 def uuids(rng: np.random.Generator, n: int, version: int = 4) -> pa.StringArray:
     """``n`` random lowercase UUID strings (8-4-4-4-12) of the given version nibble."""
     mat = np.empty((n, 36), np.uint8)
-    mat[:] = HEX[rng.integers(0, 16, (n, 36))]
+    mat[:] = HEX[np.frombuffer(rng.bytes(n * 36), np.uint8).reshape(n, 36) & 15]
     mat[:, [8, 13, 18, 23]] = ord("-")
     mat[:, 14] = ord(str(version))
     mat[:, 19] = HEX[8 + rng.integers(0, 4, n)]

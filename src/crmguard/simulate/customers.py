@@ -73,10 +73,6 @@ class Customers:
         """Person-account ids of customers ``idx``."""
         return self._ids("Account").take(pa.array(np.asarray(idx, np.int64)))
 
-    def lead_ids(self, idx: np.ndarray) -> pa.StringArray:
-        """Ids of leads ``idx`` (prospects, not in the customer export)."""
-        return self._ids("Lead").take(pa.array(np.asarray(idx, np.int64)))
-
     def case_ids(self, idx: np.ndarray) -> pa.StringArray:
         """Ids of service cases ``idx``."""
         return self._ids("Case").take(pa.array(np.asarray(idx, np.int64)))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -117,7 +118,7 @@ def elf_table(event_type: str, batch: Batch, org_id15: str, rng: np.random.Gener
         if name in batch:
             col = as_strings(batch[name], n)
             if name in ("REQUEST_ID", "USER_ID_DERIVED"):
-                col = _fill_empty(col, lambda: _derived(name, batch, n, rng))
+                col = _fill_empty(col, partial(_derived, name, batch, n, rng))
         elif name == "EVENT_TYPE":
             col = const(event_type, n)
         elif name == "TIMESTAMP":

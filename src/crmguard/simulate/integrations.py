@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from crmguard.simulate import clock, formats, ids
 from crmguard.simulate.background import API, Context, Day, Events, history_ids
-from crmguard.simulate.calls import Client, api_event, bulk_query, login, query_pages, rest, soap
+from crmguard.simulate.calls import Client, api_event, bulk_query, login, paged_rows, query_pages, rest, soap
 from crmguard.simulate.clock import HOUR_MS, MINUTE_MS
 from crmguard.simulate.columns import join, take
 from crmguard.simulate.org import API_VERSION, SERVICE, Integration
@@ -84,14 +84,21 @@ def etl_night(day: Day, ctx: Context, schedule: Schedule, out: Events) -> None:
     cust = ctx.customers
     t = t0 + 4000
     counter = 2_000_000 + day.index * 1000
-    for k, (entity, query, total) in enumerate((
-        ("Contact", CONTACT_EXTRACT, len(cust)),
-        ("Account", ACCOUNT_EXTRACT, len(cust)),
-        ("Case", CASE_EXTRACT, int(cust.n_cases * rng.uniform(0.03, 0.08))),
+    for k, (entity, query, total, operation) in enumerate((
+        ("Contact", CONTACT_EXTRACT, len(cust), "query"),
+        ("Account", ACCOUNT_EXTRACT, len(cust), "query"),
+        ("Case", CASE_EXTRACT, int(cust.n_cases * rng.uniform(0.03, 0.08)), "queryAll"),
     )):
         job = ids.new_id("750", org.pod, counter + k)[0]
         t = bulk_query(out, rng, t, c, job_id15=job, entity=entity, query=query, total=total, page=50_000,
-                       gap_ms=(2000, 9000)) + int(rng.integers(5000, 30_000))
+                       gap_ms=(2000, 9000), operation=operation) + int(rng.integers(5000, 30_000))
+    # Write-back over SOAP: loyalty tiers computed in the warehouse, follow-up tasks, spot checks.
+    for method, entity, share in (("update", "Contact", rng.uniform(0.001, 0.004)), ("insert", "Task", 0.0005),
+                                  ("retrieve", "Contact", 0.0002)):
+        rows = paged_rows(max(1, int(len(cust) * share)), 200)
+        gaps = rng.integers(300, 1500, len(rows))
+        soap(out, rng, t + np.cumsum(gaps), c, method=method, entity=entity, rows=rows)
+        t += int(gaps.sum()) + int(rng.integers(2000, 10_000))
 
 
 def _okta_token_grant(day: Day, ctx: Context, integ: Integration, c: Client, ts: int) -> dict:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from crmguard.simulate.clock import iso_z_one
 
@@ -99,5 +100,5 @@ def write_labels(path: Path, seed: int, start: dt.date, days: int, org: Org, cus
         },
         "campaigns": [c.label(customers) for c in campaigns],
     }
-    path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     return doc

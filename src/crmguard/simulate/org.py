@@ -12,7 +12,6 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyarrow as pa
 
 from crmguard.simulate import geo, ids, names
 from crmguard.simulate.columns import check_json_safe
@@ -139,14 +138,6 @@ class Users:
     def name(self, i: int) -> str:
         """Display name of user ``i``."""
         return f"{self.first[i]} {self.last[i]}"
-
-    def arrow(self, attr: str) -> pa.StringArray:
-        """One string attribute of every user as an Arrow array (cached), for vectorised ``take``."""
-        cache = self.__dict__.setdefault("_arrow", {})
-        if attr not in cache:
-            values = [self.name(i) for i in range(len(self))] if attr == "name" else getattr(self, attr)
-            cache[attr] = pa.array(values, pa.string())
-        return cache[attr]
 
 
 @dataclass
@@ -279,12 +270,12 @@ def build_org(rng: np.random.Generator, n_users: int, start: dt.date) -> Org:
     helpdesk = np.zeros(len(roles), bool)
     admin_idx = np.flatnonzero(roles == ADMIN)
     helpdesk[admin_idx[: max(1, len(admin_idx) // 2)]] = True
-    brand = np.array([sites[s].brand for s in site], np.int64)
+    user_brand = np.array([sites[s].brand for s in site], np.int64)
 
     n_int = 3
     roles = np.concatenate([roles, np.full(n_int, INTEGRATION)])
     site = np.concatenate([site, np.zeros(n_int, np.int64)])
-    brand = np.concatenate([brand, np.full(n_int, -1)])
+    user_brand = np.concatenate([user_brand, np.full(n_int, -1)])
     helpdesk = np.concatenate([helpdesk, np.zeros(n_int, bool)])
     n = len(roles)
 
@@ -334,7 +325,7 @@ def build_org(rng: np.random.Generator, n_users: int, start: dt.date) -> Org:
         for d in rng.integers(0, max((start - created).days - 30, 1), n)
     ]
     users = Users(
-        role=roles, site=site, brand=brand, helpdesk=helpdesk, desktop_agent=desktop, mobile_agent=mobile,
+        role=roles, site=site, brand=user_brand, helpdesk=helpdesk, desktop_agent=desktop, mobile_agent=mobile,
         home_network=home_network, home_ip=home_ip, first=first, last=last, username=usernames,
         sf15=[s[:15] for s in sf18], sf18=sf18, okta_id=okta_ids, created=user_created,
     )

@@ -165,11 +165,11 @@ def _worker_day(d: int) -> DayResult:
 
 
 def default_workers(users: int, days: int) -> int:
-    """Worker processes used when ``workers`` is not given: one per CPU (at most 8 and one per
-    day), and a single process for small runs."""
+    """Worker processes used when ``workers`` is not given: one per CPU, at most one per day and
+    at most 4 (each holds a day in memory), and a single process for small runs."""
     if users * days < PARALLEL_MIN_USER_DAYS or days < 2:
         return 1
-    return max(1, min(os.cpu_count() or 1, days, 8))
+    return max(1, min(os.cpu_count() or 1, days, 4))
 
 
 def simulate(out: Path, users: int, days: int, seed: int, campaigns: list[str] | None = None,
@@ -181,7 +181,9 @@ def simulate(out: Path, users: int, days: int, seed: int, campaigns: list[str] |
     ``100 × users``), attack ``campaigns`` by name (``None``: all of :data:`CAMPAIGNS`; ``[]``:
     none), starting on ``start`` (default 2025-03-03, UTC days). ``progress(done, total)`` is called
     each time a day is written. ``workers`` sets how many processes generate days in parallel
-    (default: see :func:`default_workers`); the output does not depend on it. The same arguments
+    (default: see :func:`default_workers`); the output does not depend on it. Workers are spawned,
+    so a script calling this with more than one worker needs the usual
+    ``if __name__ == "__main__":`` guard. The same arguments
     always give byte-identical files. Returns the :class:`SimulationSummary`; raises ``ValueError``
     for invalid arguments.
     """

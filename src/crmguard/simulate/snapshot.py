@@ -8,9 +8,10 @@ PermissionSetAssignment, ConnectedApplication, OauthToken).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from crmguard.simulate import ids
 from crmguard.simulate.clock import iso_sf_one
@@ -42,7 +43,7 @@ PROFILES = (
                           "PermissionsViewAllData": True, "PermissionsModifyAllData": False,
                           "PermissionsApiUserOnly": True}),
 )
-PERMISSION_SETS = (
+PERMISSION_SETS: tuple[tuple[str, str, dict[str, bool]], ...] = (
     ("Clienteling_Mobile", "Clienteling Mobile", {"PermissionsApiEnabled": True}),
     ("Report_Builder", "Report Builder", {"PermissionsCreateCustomizeReports": True}),
     ("Export_Reports", "Export Reports", {"PermissionsExportReport": True}),
@@ -118,7 +119,7 @@ def write_snapshot(path: Path, org: Org, customers: Customers, campaigns: list[C
         "customers": {"count": len(customers), "export": "crm/customers.csv"},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     return len(doc_users) + len(apps) + len(tokens) + len(assignments)
 
 

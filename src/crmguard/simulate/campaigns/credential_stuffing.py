@@ -86,14 +86,13 @@ def plan(rng: np.random.Generator, ctx: Context, period: tuple[int, int]) -> Cam
             continue
         okta_rows.append((int(ts[k]), int(target[k]), int(ip_ix[k]), int(ag_ix[k]), "" if valid[k] else next(fake)))
     _okta_failures(out, rng, ctx, okta_rows, nets, ips, agent_pool, winners)
-    d = np.flatnonzero(direct)
-    for k in d:
-        u = int(target[k])
-        place = Place(ips[ip_ix[k]], nets[ip_ix[k]])
-        cl = user_client(ctx, u, place, agent_pool[ag_ix[k]].raw, rng)
-        login(out, rng, np.array([ts[k]]), cl, login_type="A", sub_type="", uri="/index.jsp", rtem_type="Application",
+    for a in np.flatnonzero(direct):
+        u = int(target[a])
+        place = Place(ips[ip_ix[a]], nets[ip_ix[a]])
+        cl = user_client(ctx, u, place, agent_pool[ag_ix[a]].raw, rng)
+        login(out, rng, np.array([ts[a]]), cl, login_type="A", sub_type="", uri="/index.jsp", rtem_type="Application",
               rtem_sub_type="", status="LOGIN_ERROR_INVALID_PASSWORD", rtem_status="Invalid Password",
-              browser=agent_pool[ag_ix[k]].sf_browser, platform=agent_pool[ag_ix[k]].sf_platform)
+              browser=agent_pool[ag_ix[a]].sf_browser, platform=agent_pool[ag_ix[a]].sf_platform)
 
     # The successes: password accepted; push prompts until one user approves.
     approve = winners[0] if winners else None

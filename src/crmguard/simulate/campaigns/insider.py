@@ -56,11 +56,13 @@ def plan(rng: np.random.Generator, ctx: Context, period: tuple[int, int]) -> Cam
     cursor = 0
     out = Events()
     columns = "[FIRST_NAME, LAST_NAME, EMAIL, PHONE1, MAILING_ADDRESS, Contact.Total_Spend__c, Contact.Brand__c]"
+    export_days = []
     for d in range(first_day, days):
+        weekday = (np.datetime64(period[0] + d * DAY_MS, "ms").astype("datetime64[D]").astype(np.int64) - 4) % 7
+        if rng.random() <= HABITS[ADVISOR].active[int(weekday)] and rng.random() >= skip:
+            export_days.append(d)
+    for d in export_days or [first_day]:
         day_start = period[0] + d * DAY_MS
-        weekday = (np.datetime64(day_start, "ms").astype("datetime64[D]").astype(np.int64) - 4) % 7
-        if rng.random() > HABITS[ADVISOR].active[int(weekday)] or rng.random() < skip:
-            continue
         offset = utc_offset_minutes(site.city.tz_rule, site.city.tz_minutes,
                                     np.datetime64(day_start, "ms").astype("datetime64[D]").astype(object))
         for _ in range(int(rng.integers(exports_per_day[0], exports_per_day[1] + 1))):

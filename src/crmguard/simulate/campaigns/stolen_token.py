@@ -73,8 +73,8 @@ def plan(rng: np.random.Generator, ctx: Context, period: tuple[int, int]) -> Cam
     places = [Place(ip, net) for net in nets for ip in geo.random_ips(rng, net, int(rng.integers(1, 4)))]
     agents = [str(a) for a in rng.choice(SCRIPT_AGENTS, size=int(rng.integers(1, 4)), replace=False)]
     recon = [str(o) for o in rng.permutation(["Contact", "Account", "Lead", "Case", "User", "Opportunity"])[: int(rng.integers(3, 7))]]
-    targets = [o for o in ("Contact", "Account", "Case", "Lead", "User") if o in recon or o == "Contact"]
-    targets = [str(o) for o in rng.permutation(targets)]
+    candidates: list[str] = [o for o in ("Contact", "Account", "Case", "Lead", "User") if o in recon or o == "Contact"]
+    targets = [str(o) for o in rng.permutation(candidates)]
     via = pick(rng, ("bulk2", "rest"))
     page = int(pick(rng, (25_000, 50_000, 100_000))) if via == "bulk2" else 2000
     delete_jobs = via == "bulk2" or rng.random() < 0.3

@@ -73,7 +73,7 @@ def plan(rng: np.random.Generator, ctx: Context, period: tuple[int, int]) -> Cam
     c.app, c.token = {}, {}
 
     victims = np.flatnonzero(np.isin(users.role, [ANALYST, ADMIN]))
-    victim = int(pick(rng, victims))
+    victim = int(pick(rng, list(victims)))
     desk = [int(u) for u in np.flatnonzero(users.helpdesk) if u != victim] or [int(u) for u in org.role_members(ADMIN) if u != victim]
     helpdesk = pick(rng, desk) if desk else victim
     vpn = [n for n in geo.HOSTING if n.kind in ("vpn", "hosting", "tor")]
@@ -115,9 +115,12 @@ def plan(rng: np.random.Generator, ctx: Context, period: tuple[int, int]) -> Cam
     hd_actor = ctx.pop.okta_actor[helpdesk].as_py()
     victim_target = "[" + ctx.pop.okta_user_target[victim].as_py() + "]"
     okta_sid = ids_one(rng)
-    out.add("okta", okta_event(rng, [t], "user.mfa.factor.reset_all", actor=hd_actor, agent=hd_agent, place=hd_place,
-                               session=okta_sid, credential=formats.CRED_NONE, target=victim_target,
-                               uri=f"/api/v1/users/{users.okta_id[victim]}/lifecycle/reset_factors"))
+    reset = pick(rng, ("user.mfa.factor.reset_all", "user.mfa.factor.deactivate"))
+    c.params["helpdesk_action"] = reset
+    out.add("okta", okta_event(rng, [t], reset, actor=hd_actor, agent=hd_agent, place=hd_place, session=okta_sid,
+                               credential=formats.CRED_NONE, target=victim_target,
+                               uri=f"/api/v1/users/{users.okta_id[victim]}/lifecycle/reset_factors",
+                               reason="" if reset.endswith("reset_all") else "User reset OKTA_VERIFY_PUSH factor"))
     if rng.random() < 0.6:
         out.add("okta", okta_event(rng, [t + 40_000], "user.account.reset_password", actor=hd_actor, agent=hd_agent,
                                    place=hd_place, session=okta_sid, credential=formats.CRED_NONE, target=victim_target,
