@@ -117,11 +117,13 @@ def load_rules(dirs: list[Path] | None = None, include_builtin: bool = True) -> 
     texts = []
     for f in files:
         try:
-            SigmaCollection.from_yaml(f.read_text(), collect_errors=False)
+            SigmaCollection.from_yaml(f.read_text(), collect_errors=False, resolve_references=False)
         except SigmaError as exc:
             raise RuleError(str(exc), file=str(f)) from exc
         texts.append((f, f.read_text()))
-    collection = SigmaCollection.merge([_tagged(SigmaCollection.from_yaml(t), str(f)) for f, t in texts])
+    collection = SigmaCollection.merge(
+        [_tagged(SigmaCollection.from_yaml(t, resolve_references=False), str(f)) for f, t in texts]
+    )
     try:
         collection.resolve_rule_references()
     except SigmaError as exc:

@@ -1,0 +1,58 @@
+"""Rule loading: references across files, clear errors naming the file, tuning without editing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crmguard.engine.rules import load_rules
+from crmguard.errors import RuleError
+
+BASE = """title: Bulk read
+id: 11111111-1111-4111-8111-111111111111
+name: base_bulk_read
+logsource: {product: salesforce}
+detection:
+  sel: {action: query, rows|gte: 1000}
+  condition: sel
+"""
+CORR = """title: Repeated bulk reads
+id: 22222222-2222-4222-8222-222222222222
+name: repeated_bulk_reads
+correlation:
+  type: event_count
+  rules: [base_bulk_read]
+  group-by: [actor]
+  timespan: 1h
+  condition: {gte: 3}
+level: high
+"""
+
+
+def test_correlation_may_reference_a_rule_in_another_file(tmp_path: Path) -> None:
+    (tmp_path / "a.yml").write_text(BASE)
+    (tmp_path / "b.yml").write_text(CORR)
+    rules = {r.name: r for r in load_rules([tmp_path], include_builtin=False)}
+    assert rules["base_bulk_read"].hidden and rules["repeated_bulk_reads"].correlation.rules == ("base_bulk_read",)
+
+
+def test_invalid_rule_names_its_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("title: x\nlogsource: {product: okta}\ndetection:\n  sel: {action|nosuchmodifier: a}\n  condition: sel\n")
+    with pytest.raises(RuleError) as exc:
+        load_rules([tmp_path], include_builtin=False)
+    assert str(bad) in str(exc.value)
+
+
+def test_tuning_file_overrides_without_editing_the_rule(tmp_path: Path) -> None:
+    (tmp_path / "a.yml").write_text(BASE.replace("name: base_bulk_read", "name: bulk_read_visible"))
+    (tmp_path / "tuning.yml").write_text("bulk_read_visible: {threshold: 5, allowlist: {app: [Nightly ETL]}, dedup: {period: 1d}}\n")
+    [rule] = load_rules([tmp_path], include_builtin=False)
+    assert rule.threshold == 5 and rule.allowlist == {"app": ("Nightly ETL",)} and rule.dedup_period.days == 1
+
+
+def test_unknown_field_in_settings_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "a.yml").write_text(BASE + "crmguard: {dedup: {fields: [nosuchcolumn]}}\n")
+    with pytest.raises(RuleError, match="nosuchcolumn"):
+        load_rules([tmp_path], include_builtin=False)
