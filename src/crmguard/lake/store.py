@@ -168,11 +168,13 @@ class Lake:
             # what earlier chunks of this file wrote (a small table of ids): never re-read our own output.
             existing = self._before_file.setdefault((source, date), self.event_files({(source, date)}))
             known = f"ANTI JOIN read_parquet({sql_list(existing)}) k ON k.event_id = c.event_id" if existing else ""
+            in_partition = (f"c.time IS NOT NULL AND c.source = '{sql_str(source)}' "
+                            f"AND CAST(c.time AS DATE) = DATE '{date}'")
+            # Only the ids are materialised; the rows go from the chunk straight into Parquet.
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE fresh AS
-                SELECT c.* FROM staged c {known} ANTI JOIN file_seen s ON s.event_id = c.event_id
-                WHERE c.time IS NOT NULL AND c.source = '{sql_str(source)}' AND CAST(c.time AS DATE) = DATE '{date}'
-                {dedupe}"""
+                SELECT DISTINCT c.event_id FROM staged c {known} ANTI JOIN file_seen s ON s.event_id = c.event_id
+                WHERE {in_partition}"""
             )
             written = con.execute("SELECT count(*) FROM fresh").fetchall()[0][0]
             counts.stored[source] = counts.stored.get(source, 0) + written
@@ -180,7 +182,11 @@ class Lake:
                 continue
             name = f"part-{uuid.uuid4().hex}.parquet"
             tmp = staging / name
-            con.execute(f"COPY (SELECT {names} FROM fresh) TO '{sql_str(str(tmp))}' (FORMAT parquet, COMPRESSION zstd)")
+            con.execute(
+                f"""COPY (SELECT {names} FROM staged c SEMI JOIN fresh f ON f.event_id = c.event_id
+                          WHERE {in_partition} {dedupe})
+                    TO '{sql_str(str(tmp))}' (FORMAT parquet, COMPRESSION zstd)"""
+            )
             target = self.events_dir / f"source={source}" / f"date={date}"
             target.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, target / name)
