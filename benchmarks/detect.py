@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sqlite3
 import sys
@@ -47,7 +48,7 @@ def clone_pack(target: Path, n: int) -> None:
         for doc in docs:
             if len(out) >= n:
                 break
-            d = json.loads(json.dumps(doc))
+            d = copy.deepcopy(doc)
             if k:
                 d["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{doc['id']}/{k}"))
                 suffix = f"_clone{k}"
