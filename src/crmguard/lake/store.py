@@ -105,6 +105,15 @@ class Lake:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Hold the writer lock; a DuckDB error becomes a ``LakeError`` saying what failed."""
+        with self.locked():
+            try:
+                yield
+            except duckdb.Error as exc:
+                raise LakeError(f"could not write {what}: {exc}", file=str(self.root)) from exc
+
     def start_file(self, con: duckdb.DuckDBPyConnection) -> None:
         """Begin a new input file: the chunks committed next are deduplicated against the lake as
         it is now and against each other."""
@@ -122,24 +131,20 @@ class Lake:
         if not hasattr(self, "_before_file"):
             self.start_file(con)
         con.register("staged", chunk)
-        with self.locked():
-            try:
+        try:
+            with self._writing("to the lake"):
                 return self._commit_events(con)
-            except duckdb.Error as exc:
-                raise LakeError(f"could not write to the lake: {exc}", file=str(self.root)) from exc
-            finally:
-                con.unregister("staged")
+        finally:
+            con.unregister("staged")
 
     def commit_quarantine(self, con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         """Write ``con``'s ``qstaged`` records to the quarantine (each record once, however often
         it is replayed) and empty it. Returns per-source counts of the records set aside."""
-        with self.locked():
-            try:
+        try:
+            with self._writing("the quarantine"):
                 return self._write_quarantine(con)
-            except duckdb.Error as exc:
-                raise LakeError(f"could not write the quarantine: {exc}", file=str(self.root)) from exc
-            finally:
-                con.execute("DELETE FROM qstaged")
+        finally:
+            con.execute("DELETE FROM qstaged")
 
     def _commit_events(self, con: duckdb.DuckDBPyConnection) -> CommitCounts:
         counts = CommitCounts()
