@@ -125,25 +125,33 @@ def _detection_alerts(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Alert]
     return out
 
 
+_CONTEXT = f"""any_value({ACTOR}) AS actor_value, sum(rows) AS rows_total,
+    list(DISTINCT record_id) FILTER (WHERE record_id IS NOT NULL)[1:{RECORDS_LIMIT}] AS records,
+    list(DISTINCT object) FILTER (WHERE object IS NOT NULL) AS objects,
+    list(DISTINCT src_ip) FILTER (WHERE src_ip IS NOT NULL)[1:10] AS ips,
+    list(DISTINCT app) FILTER (WHERE app IS NOT NULL)[1:10] AS apps,
+    list(DISTINCT user_agent) FILTER (WHERE user_agent IS NOT NULL)[1:5] AS agents"""
+
+
 def _correlation_alerts(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Alert]:
     corr = rule.correlation
     assert corr is not None
     rows = con.execute(
-        f"""WITH ep AS ({correlation_sql(corr)})
-        SELECT ep.grp, ep.first_seen, ep.last_seen, ep.event_count, ep.event_ids[1:{EVIDENCE_LIMIT}],
-               (SELECT any_value({ACTOR}) FROM mr WHERE mr.event_id = ep.event_ids[1]) AS actor,
-               (SELECT sum(rows) FROM (SELECT DISTINCT event_id, rows FROM mr WHERE list_contains(ep.event_ids, mr.event_id))) AS rows_total,
-               (SELECT list(DISTINCT record_id) FILTER (WHERE record_id IS NOT NULL)[1:{RECORDS_LIMIT}] FROM mr WHERE list_contains(ep.event_ids, mr.event_id)) AS records
-        FROM ep ORDER BY first_seen"""
+        f"""WITH ep AS ({correlation_sql(corr)}),
+        one AS (SELECT * FROM mr QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY rule) = 1)
+        SELECT ep.grp, ep.first_seen, ep.last_seen, ep.event_count, ep.event_ids[1:{EVIDENCE_LIMIT}], c.*
+        FROM ep, LATERAL (SELECT {_CONTEXT} FROM one WHERE list_contains(ep.event_ids, one.event_id)) c
+        ORDER BY ep.first_seen"""
     ).fetchall()
     out = []
-    for grp, first, last, n, ids, actor, rows_total, records in rows:
+    for grp, first, last, n, ids, actor, rows_total, records, objects, ips, apps, agents in rows:
         dkey = " | ".join(grp)
         if ACTOR in corr.group_by:
             actor = grp[corr.group_by.index(ACTOR)]
         elif "username" in corr.group_by:
             actor = grp[corr.group_by.index("username")]
-        ctx = {"rows": rows_total, "group_by": dict(zip(corr.group_by, grp, strict=True)), "rules": list(corr.rules)}
+        ctx = {"rows": rows_total, "objects": objects, "src_ips": ips, "apps": apps, "user_agents": agents,
+               "group_by": dict(zip(corr.group_by, grp, strict=True)), "rules": list(corr.rules)}
         out.append(Alert(_alert_id(rule.id, dkey, first), rule.id, rule.title, rule.severity, actor, first, last, n,
                          dkey, tuple(ids), tuple(records or ()), explain(rule, actor, n, first, last, ctx), ctx))
     return out
