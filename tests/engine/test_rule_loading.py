@@ -56,3 +56,22 @@ def test_unknown_field_in_settings_is_rejected(tmp_path: Path) -> None:
     (tmp_path / "a.yml").write_text(BASE + "crmguard: {dedup: {fields: [nosuchcolumn]}}\n")
     with pytest.raises(RuleError, match="nosuchcolumn"):
         load_rules([tmp_path], include_builtin=False)
+
+
+def test_correlation_allowlist_from_tuning_suppresses_its_alerts(tmp_path: Path) -> None:
+    import datetime as dt
+
+    from crmguard.engine.run import run_rules
+    from tests.engine.conftest import EngineDB
+
+    (tmp_path / "a.yml").write_text(BASE)
+    (tmp_path / "b.yml").write_text(CORR)
+    events = [{"source": "salesforce_elf", "action": "query", "rows": 5000, "username": u,
+               "time": (dt.datetime(2025, 3, 4, 8, tzinfo=dt.UTC) + dt.timedelta(minutes=i)).isoformat()}
+              for u in ("ana@example.com", "etl@example.com") for i in range(3)]
+    db = EngineDB()
+    assert {a.actor for a in run_rules(db.load(events), load_rules([tmp_path], include_builtin=False))} == {
+        "ana@example.com", "etl@example.com"}
+    (tmp_path / "tuning.yml").write_text("repeated_bulk_reads: {allowlist: {actor: [ETL@example.com]}}\n")
+    assert {a.actor for a in run_rules(db.load(events), load_rules([tmp_path], include_builtin=False))} == {
+        "ana@example.com"}

@@ -32,10 +32,11 @@ def _field(name: str) -> str:
     return ACTOR if name == ACTOR else ident(name)
 
 
-def correlation_sql(corr: Correlation, matches: str = "mr") -> str:
+def correlation_sql(corr: Correlation, matches: str = "mr", where: str = "") -> str:
     """Return a SELECT over table ``matches`` (one row per (rule, matching event), with columns
     ``rule``, ``time``, ``event_id`` and the event schema) yielding one row per episode:
-    ``grp`` (list of group values), ``first_seen``, ``last_seen``, ``event_count``, ``event_ids``."""
+    ``grp`` (list of group values), ``first_seen``, ``last_seen``, ``event_count``, ``event_ids``.
+    ``where`` (``" AND ..."``) further filters the matches, e.g. the correlation's allow-list."""
     secs = int(corr.timespan.total_seconds())
     span = f"INTERVAL {secs} SECOND"
     rules = ", ".join(f"'{r}'" for r in corr.rules)
@@ -43,7 +44,7 @@ def correlation_sql(corr: Correlation, matches: str = "mr") -> str:
     not_null = " AND ".join(f"{_field(g)} IS NOT NULL" for g in corr.group_by) or "true"
     op = OPS[corr.op]
     window = f"(PARTITION BY grp ORDER BY time RANGE BETWEEN {span} PRECEDING AND CURRENT ROW)"
-    base = f"SELECT *, {group} AS grp FROM {matches} WHERE rule IN ({rules}) AND {not_null}"
+    base = f"SELECT *, {group} AS grp FROM {matches} WHERE rule IN ({rules}) AND {not_null}{where}"
     events = "SELECT * FROM base QUALIFY row_number() OVER (PARTITION BY grp, event_id ORDER BY rule) = 1"
     if corr.type == "event_count":
         firing = f"SELECT grp, time AS t FROM (SELECT grp, time, count(*) OVER {window} AS n FROM events) WHERE n {op} {corr.count}"

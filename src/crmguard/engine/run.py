@@ -137,7 +137,7 @@ def _correlation_alerts(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Aler
     corr = rule.correlation
     assert corr is not None
     rows = con.execute(
-        f"""WITH ep AS ({correlation_sql(corr)}),
+        f"""WITH ep AS ({correlation_sql(corr, where=_allowed(rule))}),
         one AS (SELECT * FROM mr QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY rule) = 1)
         SELECT ep.grp, ep.first_seen, ep.last_seen, ep.event_count, ep.event_ids[1:{EVIDENCE_LIMIT}], c.*
         FROM ep, LATERAL (SELECT {_CONTEXT} FROM one WHERE list_contains(ep.event_ids, one.event_id)) c

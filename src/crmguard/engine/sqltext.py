@@ -25,4 +25,4 @@ def rule_sql(rule: Rule, rules: list[Rule]) -> str:
     bases = [r for r in rules if r.name in rule.correlation.rules]
     parts = [f"SELECT '{b.name}' AS rule, * FROM ({detection_sql(b)})" for b in bases]
     return f"CREATE TEMP TABLE mr AS\n{chr(10).join(' UNION ALL ' + p if i else p for i, p in enumerate(parts))};\n" + \
-        correlation_sql(rule.correlation).strip() + ";"
+        correlation_sql(rule.correlation, where=_allowed(rule)).strip() + ";"
