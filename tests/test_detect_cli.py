@@ -1,0 +1,57 @@
+"""`crmguard detect` / `alerts list` / `alerts show` end to end: JSON fields, dedup on re-run, masking."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from crmguard.cli import EXIT_ERROR, EXIT_OK, main
+
+RULE = """title: Customer export with an e-mail in the query
+id: 3f1c8a52-1b7e-4c3d-9e55-7a2b4c6d8e01
+name: export_with_email
+logsource: {product: salesforce}
+level: high
+detection:
+  sel: {action: query, query|contains: '@'}
+  condition: sel
+"""
+
+
+def test_detect_json_alerts_list_and_show(tmp_path: Path, capsys) -> None:
+    home = str(tmp_path / "home")
+    log = tmp_path / "ApiEvent.ndjson"
+    log.write_text(json.dumps({
+        "attributes": {"type": "ApiEvent"}, "EventDate": "2025-03-04T08:00:00.000+0000", "EventIdentifier": "x1",
+        "Username": "ana@example.com", "UserId": "0055j000000utlPAAQ", "Operation": "Query", "SourceIp": "81.2.69.142",
+        "Query": "SELECT Id FROM Contact WHERE Email = 'jane.customer@gmail.com'", "QueriedEntities": "Contact",
+        "RowsProcessed": 1}) + "\n")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yml").write_text(RULE)
+    assert main(["ingest", "--home", home, str(log)]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["detect", "--home", home, "--rules", str(rules), "--json"]) == EXIT_OK
+    alerts = [a for a in json.loads(capsys.readouterr().out) if a["rule_id"] == "3f1c8a52-1b7e-4c3d-9e55-7a2b4c6d8e01"]
+    [alert] = alerts
+    for key in ("id", "rule_id", "title", "severity", "actor", "first_seen", "last_seen", "event_count"):
+        assert key in alert
+    assert alert["actor"] == "ana@example.com" and alert["event_count"] == 1 and alert["severity"] == "high"
+    assert re.fullmatch(r"2025-03-04T08:00:00(\.0+)?Z", alert["first_seen"])
+
+    assert main(["detect", "--home", home, "--rules", str(rules)]) == EXIT_OK
+    assert "0 new, 0 updated, 1 already known" in " ".join(capsys.readouterr().out.split())  # re-run: nothing new
+
+    assert main(["alerts", "list", "--home", home, "--json"]) == EXIT_OK
+    listed = json.loads(capsys.readouterr().out)
+    assert alert["id"] in {a["id"] for a in listed}
+
+    assert main(["alerts", "show", "--home", home, alert["id"][:10], "--json"]) == EXIT_OK
+    [shown] = json.loads(capsys.readouterr().out)
+    evidence = json.dumps(shown["evidence"])
+    assert "jane.customer@gmail.com" not in evidence and "j***@gmail.com" in evidence
+    assert "ana@example.com" in evidence  # the staff actor is not customer PII
+    assert main(["alerts", "show", "--home", home, alert["id"], "--json", "--unmask"]) == EXIT_OK
+    assert "jane.customer@gmail.com" in capsys.readouterr().out
+    assert main(["alerts", "show", "--home", home, "nosuchid"]) == EXIT_ERROR
