@@ -14,11 +14,11 @@ from typing import Annotated, Optional
 import click
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from crmguard import __version__
 from crmguard.errors import CrmguardError
+from crmguard.output import progress_bar
 from crmguard.workspace import resolve
 
 EXIT_OK = 0
@@ -65,10 +65,7 @@ def ingest(
 
     ws = resolve(home, lake)
     files = expand(paths)
-    with Progress(
-        TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
-        TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal,
-    ) as progress:
+    with progress_bar("ingest", err) as progress:
         task = progress.add_task("ingest", total=len(files), name="")
 
         def on_file(result: object) -> None:
@@ -147,10 +144,7 @@ def simulate(
         first = dt.date.fromisoformat(start) if start else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--start") from exc
-    with Progress(
-        TextColumn("[bold]simulate"), BarColumn(), MofNCompleteColumn(), TextColumn("days"), TimeElapsedColumn(),
-        console=err, transient=True, disable=not err.is_terminal,
-    ) as progress:
+    with progress_bar("simulate", err, unit="days") as progress:
         task = progress.add_task("simulate", total=days)
         try:
             summary = run_simulate(Path(out), users=users, days=days, seed=seed, campaigns=campaigns, start=first,

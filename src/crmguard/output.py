@@ -9,6 +9,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 MAX_CELL = 80
@@ -51,3 +52,11 @@ def _cell(value: object) -> str:
 def alerts_json(alerts: list[dict]) -> str:
     """Return alerts as a JSON array: ISO 8601 UTC times, ``event_ids`` etc. as lists."""
     return orjson.dumps(alerts, default=_jsonable, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC).decode()
+
+
+def progress_bar(label: str, console: Console, unit: str = "{task.fields[name]}") -> Progress:
+    """The progress bar every long command shows: label, bar, done/total, ``unit`` text (by default
+    the task's ``name`` field, e.g. the current file) and elapsed time; hidden when ``console`` is
+    not a terminal."""
+    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                    TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal)

@@ -9,6 +9,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from crmguard.intel import register_macros
 from crmguard.schema import EVENT_SCHEMA
 from crmguard.sources.sql import connect
 
@@ -32,12 +33,7 @@ class EngineDB:
 
     def __init__(self) -> None:
         self.con = connect()
-        try:
-            from crmguard.intel import register_macros
-
-            register_macros(self.con)
-        except ImportError:
-            pass
+        register_macros(self.con)
 
     def load(self, rows: list[dict[str, Any]]) -> duckdb.DuckDBPyConnection:
         """Replace the `events` view with ``rows``; return the connection."""

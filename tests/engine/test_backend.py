@@ -64,6 +64,5 @@ def test_detection_language(engine_con, detection: str, logsource: str, expected
 
 
 def test_cidr_modifier(engine_con) -> None:
-    pytest.importorskip("crmguard.intel", reason="cidr_match macro comes with crmguard.intel")
     assert matching(engine_con, "  s: {src_ip|cidr: 10.0.0.0/8}\n  condition: s", "{category: any}") == {"a"}
     assert matching(engine_con, "  s: {src_ip|cidr: '2001:db8::/32'}\n  condition: s", "{category: any}") == {"c"}

@@ -58,7 +58,7 @@ def prepare_matches(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt
         where.append(f"time >= TIMESTAMPTZ '{since.isoformat()}'")
     if until:
         where.append(f"time < TIMESTAMPTZ '{until.isoformat()}'")
-    conds = [f"({r.condition}){_allowed(r)}" for r in detections]
+    conds = [f"({r.condition}){allowlist_sql(r)}" for r in detections]
     hits = "list_filter([" + ", ".join(f"CASE WHEN {c} THEN '{sql_str(r.name)}' END" for c, r in zip(conds, detections, strict=True)) + "], lambda x: x IS NOT NULL)"
     any_hit = " OR ".join(conds) or "false"
     cols = ", ".join(ident(c.name) for c in COLUMNS if c.name != "raw")
@@ -75,7 +75,8 @@ def prepare_matches(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt
     )
 
 
-def _allowed(rule: Rule) -> str:
+def allowlist_sql(rule: Rule) -> str:
+    """SQL ``AND ...`` excluding the rule's allow-listed values (case-insensitive; NULL is not excluded)."""
     parts = []
     for fld, values in rule.allowlist.items():
         col = ACTOR if fld == ACTOR else ident(fld)
@@ -98,13 +99,20 @@ def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datet
     return sorted(alerts, key=lambda a: (a.first_seen, a.rule_id, a.id))
 
 
-_SUMMARY = f"""min(time) AS first_seen, max(time) AS last_seen, count(DISTINCT event_id) AS n,
-    list(DISTINCT event_id ORDER BY event_id)[1:{EVIDENCE_LIMIT}] AS ids,
+_CONTEXT = f"""any_value({ACTOR}) AS actor_value, sum(rows) AS rows_total,
     list(DISTINCT record_id) FILTER (WHERE record_id IS NOT NULL)[1:{RECORDS_LIMIT}] AS records,
-    any_value({ACTOR}) AS actor_value, sum(rows) AS rows_total, list(DISTINCT object) FILTER (WHERE object IS NOT NULL) AS objects,
+    list(DISTINCT object) FILTER (WHERE object IS NOT NULL) AS objects,
     list(DISTINCT src_ip) FILTER (WHERE src_ip IS NOT NULL)[1:10] AS ips,
     list(DISTINCT app) FILTER (WHERE app IS NOT NULL)[1:10] AS apps,
     list(DISTINCT user_agent) FILTER (WHERE user_agent IS NOT NULL)[1:5] AS agents"""
+"""What an alert says about its events (same columns for detections and correlations)."""
+
+_SUMMARY = f"""min(time) AS first_seen, max(time) AS last_seen, count(DISTINCT event_id) AS n,
+    list(DISTINCT event_id ORDER BY event_id)[1:{EVIDENCE_LIMIT}] AS ids, {_CONTEXT}"""
+
+
+def _context(rows_total: object, objects: object, ips: object, apps: object, agents: object) -> dict[str, object]:
+    return {"rows": rows_total, "objects": objects, "src_ips": ips, "apps": apps, "user_agents": agents}
 
 
 def _detection_alerts(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Alert]:
@@ -117,27 +125,19 @@ def _detection_alerts(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Alert]
         ORDER BY first_seen"""
     ).fetchall()
     out = []
-    for dkey, bucket, first, last, n, ids, records, actor, rows_total, objects, ips, apps, agents in rows:
+    for dkey, bucket, first, last, n, ids, actor, rows_total, records, objects, ips, apps, agents in rows:
         start = dt.datetime.fromtimestamp(bucket * period, dt.UTC)
-        ctx = {"rows": rows_total, "objects": objects, "src_ips": ips, "apps": apps, "user_agents": agents}
+        ctx = _context(rows_total, objects, ips, apps, agents)
         out.append(Alert(_alert_id(rule.id, dkey, start), rule.id, rule.title, rule.severity, actor, first, last, n,
                          dkey, tuple(ids), tuple(records or ()), explain(rule, actor, n, first, last, ctx), ctx))
     return out
-
-
-_CONTEXT = f"""any_value({ACTOR}) AS actor_value, sum(rows) AS rows_total,
-    list(DISTINCT record_id) FILTER (WHERE record_id IS NOT NULL)[1:{RECORDS_LIMIT}] AS records,
-    list(DISTINCT object) FILTER (WHERE object IS NOT NULL) AS objects,
-    list(DISTINCT src_ip) FILTER (WHERE src_ip IS NOT NULL)[1:10] AS ips,
-    list(DISTINCT app) FILTER (WHERE app IS NOT NULL)[1:10] AS apps,
-    list(DISTINCT user_agent) FILTER (WHERE user_agent IS NOT NULL)[1:5] AS agents"""
 
 
 def _correlation_alerts(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Alert]:
     corr = rule.correlation
     assert corr is not None
     rows = con.execute(
-        f"""WITH ep AS ({correlation_sql(corr, where=_allowed(rule))}),
+        f"""WITH ep AS ({correlation_sql(corr, where=allowlist_sql(rule))}),
         one AS (SELECT * FROM mr QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY rule) = 1)
         SELECT ep.grp, ep.first_seen, ep.last_seen, ep.event_count, ep.event_ids[1:{EVIDENCE_LIMIT}], c.*
         FROM ep, LATERAL (SELECT {_CONTEXT} FROM one WHERE list_contains(ep.event_ids, one.event_id)) c
@@ -150,7 +150,7 @@ def _correlation_alerts(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Aler
             actor = grp[corr.group_by.index(ACTOR)]
         elif "username" in corr.group_by:
             actor = grp[corr.group_by.index("username")]
-        ctx = {"rows": rows_total, "objects": objects, "src_ips": ips, "apps": apps, "user_agents": agents,
+        ctx = {**_context(rows_total, objects, ips, apps, agents),
                "group_by": dict(zip(corr.group_by, grp, strict=True)), "rules": list(corr.rules)}
         out.append(Alert(_alert_id(rule.id, dkey, first), rule.id, rule.title, rule.severity, actor, first, last, n,
                          dkey, tuple(ids), tuple(records or ()), explain(rule, actor, n, first, last, ctx), ctx))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from crmguard.engine.correlate import correlation_sql
 from crmguard.engine.rules import ACTOR, Rule
-from crmguard.engine.run import _allowed
+from crmguard.engine.run import allowlist_sql
 
 
 def detection_sql(rule: Rule) -> str:
@@ -12,7 +12,7 @@ def detection_sql(rule: Rule) -> str:
     assert rule.condition is not None
     return (
         f"SELECT e.*, coalesce(e.username, e.user_id) AS {ACTOR}\nFROM events e\n"
-        f"WHERE ({rule.condition}){_allowed(rule)}"
+        f"WHERE ({rule.condition}){allowlist_sql(rule)}"
     )
 
 
@@ -25,4 +25,4 @@ def rule_sql(rule: Rule, rules: list[Rule]) -> str:
     bases = [r for r in rules if r.name in rule.correlation.rules]
     parts = [f"SELECT '{b.name}' AS rule, * FROM ({detection_sql(b)})" for b in bases]
     return f"CREATE TEMP TABLE mr AS\n{chr(10).join(' UNION ALL ' + p if i else p for i, p in enumerate(parts))};\n" + \
-        correlation_sql(rule.correlation, where=_allowed(rule)).strip() + ";"
+        correlation_sql(rule.correlation, where=allowlist_sql(rule)).strip() + ";"

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pyarrow as pa
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from crmguard.intel.db import load
 from crmguard.intel.formats import intel_folder
 from crmguard.intel.updater import DEFAULT_SOURCES, Fetcher, Source, UpdateReport, update, urllib_fetch
+from crmguard.output import progress_bar
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -43,10 +43,7 @@ def update_command(
     per source, the first lines set aside, and one summary line. Returns ``EXIT_OK``, or
     ``EXIT_INPUT_UNREADABLE`` when a source failed (its file was kept as it was)."""
     folder = intel_folder(home)
-    with Progress(
-        TextColumn("[bold]intel update"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[name]}"),
-        TimeElapsedColumn(), console=console, transient=True, disable=not console.is_terminal,
-    ) as progress:
+    with progress_bar("intel update", console) as progress:
         task = progress.add_task("update", total=len(sources), name="")
 
         def on_source(source: Source) -> None:
