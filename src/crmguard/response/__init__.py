@@ -1,0 +1,1 @@
+"""Respond: incidents, scoping, containment, regulator report, customer notices."""
