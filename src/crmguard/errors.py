@@ -42,3 +42,7 @@ class RuleError(CrmguardError):
 
 class EngineError(CrmguardError):
     """Running the rules failed."""
+
+
+class NotificationError(CrmguardError):
+    """An alert or notice could not be delivered (sink down, refused, misconfigured)."""
