@@ -1,0 +1,260 @@
+"""Art. 34 GDPR customer notices: versioned Jinja2 templates per language, rendered to a MIME e-mail.
+
+Templates live in ``templates/notice/<version>/``: ``<lang>.txt.j2`` and ``<lang>.html.j2`` per
+language, written natively (not translated at render time), and ``strings.yml`` with each language's
+subject, month names and the names of the CRM fields a customer may have had exposed. A language is
+available when both of its templates exist. The version is part of the outbox key: a reworded notice
+is a new version, so nobody is told twice by the same version and the record says what each customer read.
+
+Which language a customer reads: their own ``language`` when a template exists for it, else the main
+language of their ``country`` (:data:`COUNTRY_LANGUAGE`), else English.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+from dataclasses import dataclass
+from email.message import EmailMessage
+from functools import cache
+from pathlib import Path
+from typing import Any, Optional
+
+import jinja2
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from crmguard.errors import NotificationError
+
+TEMPLATE_VERSION = "v1"
+"""The template version new notices are rendered with."""
+
+TEMPLATES = Path(__file__).parent / "templates" / "notice"
+FALLBACK_LANGUAGE = "en"
+
+COUNTRY_LANGUAGE: dict[str, str] = {
+    # One main language per country (ISO 3166-1 alpha-2 → ISO 639-1), used only when the customer's
+    # own language has no template. Multilingual countries get the language most of their people read.
+    "FR": "fr", "BE": "fr", "LU": "fr", "MC": "fr",
+    "IT": "it", "SM": "it", "VA": "it",
+    "DE": "de", "AT": "de", "CH": "de", "LI": "de",
+    "JP": "ja",
+    "CN": "zh", "TW": "zh", "HK": "zh", "MO": "zh",
+    "ES": "es", "MX": "es", "AR": "es", "CO": "es", "CL": "es", "PE": "es",
+    "GB": "en", "IE": "en", "US": "en", "CA": "en", "AU": "en", "NZ": "en", "SG": "en",
+}
+
+INCIDENT_FILE = "incident.json"
+CUSTOMERS_FILE = "affected_customers.parquet"
+
+# The order fields are listed in a notice: who you are, how to reach you, where you live, what you bought.
+FIELD_ORDER = ("FirstName", "LastName", "Email", "Phone", "MailingStreet", "MailingCity", "MailingPostalCode",
+               "MailingCountry", "TotalSpend")
+
+
+class Controller(BaseModel):
+    """The data controller's contact point, as the incident records it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    contact_email: Optional[str] = None
+    dpo_email: Optional[str] = None
+    phone: Optional[str] = None
+
+
+class Incident(BaseModel):
+    """The parts of ``incident.json`` a notice needs.
+
+    Lenient (``extra="ignore"``): the incident file belongs to the incidents module and grows
+    fields notices do not use.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    title: str
+    status: Optional[str] = None
+    breach_start: Optional[dt.datetime] = None
+    breach_end: Optional[dt.datetime] = None
+    detected_at: Optional[dt.datetime] = None
+    aware_at: Optional[dt.datetime] = None
+    deadline: Optional[dt.datetime] = None
+    controller: Controller
+    observables: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Customer:
+    """One affected customer as a notice needs them (a row of ``affected_customers.parquet``)."""
+
+    customer_id: str
+    first_name: Optional[str]
+    last_name: Optional[str]
+    email: Optional[str]
+    country: Optional[str]
+    language: Optional[str]
+    brand: Optional[str]
+    fields_exposed: tuple[str, ...]
+    exact: bool = True
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A rendered notice: ``language``, template ``version``, ``subject``, plain ``text`` and ``html``."""
+
+    language: str
+    version: str
+    subject: str
+    text: str
+    html: str
+
+
+def incident_dir(home: Path, incident_id: str) -> Path:
+    """Return ``<home>/incidents/<incident_id>`` (not checked)."""
+    return Path(home) / "incidents" / incident_id
+
+
+def require_incident_files(home: Path, incident_id: str) -> tuple[Path, Path]:
+    """Return the paths of ``incident.json`` and ``affected_customers.parquet`` for an incident;
+    raises :class:`NotificationError` naming the first missing file and the command that makes it."""
+    folder = incident_dir(home, incident_id)
+    paths = (folder / INCIDENT_FILE, folder / CUSTOMERS_FILE)
+    for path in paths:
+        if not path.is_file():
+            raise NotificationError(
+                f"missing; run `crmguard incident scope {incident_id} --customers FILE` first", file=str(path))
+    return paths
+
+
+def load_incident(path: Path) -> Incident:
+    """Read and validate ``incident.json`` at ``path``; returns an :class:`Incident`."""
+    try:
+        return Incident.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise NotificationError(f"not a valid incident file: {str(exc).splitlines()[0]}", file=str(path)) from exc
+
+
+def template_languages(version: str = TEMPLATE_VERSION) -> tuple[str, ...]:
+    """Return the languages that have both a text and an HTML template in ``version``, sorted."""
+    folder = TEMPLATES / version
+    if not folder.is_dir():
+        raise NotificationError(f"no notice templates for version {version!r}", file=str(folder))
+    text = {p.name.removesuffix(".txt.j2") for p in folder.glob("*.txt.j2")}
+    html = {p.name.removesuffix(".html.j2") for p in folder.glob("*.html.j2")}
+    return tuple(sorted(text & html))
+
+
+def choose_language(language: Optional[str], country: Optional[str], available: tuple[str, ...]) -> str:
+    """Return the notice language for a customer: ``language`` (ISO 639-1) if ``available`` has it,
+    else the main language of ``country`` (ISO 3166-1 alpha-2) if available, else English."""
+    own = (language or "").strip().lower()[:2]
+    if own in available:
+        return own
+    by_country = COUNTRY_LANGUAGE.get((country or "").strip().upper())
+    return by_country if by_country in available else FALLBACK_LANGUAGE
+
+
+@cache
+def _environment(version: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES / version),
+        autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    return env
+
+
+@cache
+def _strings(version: str) -> dict[str, Any]:
+    path = TEMPLATES / version / "strings.yml"
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _is_cjk(text: str) -> bool:
+    return any("\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff" for ch in text)
+
+
+def display_name(first: Optional[str], last: Optional[str], language: str) -> str:
+    """Return the customer's name as a letter in ``language`` addresses them: a Japanese or Chinese
+    name is written family name first with no space in those languages; any other name given name
+    first; '' if unknown."""
+    first, last = (first or "").strip(), (last or "").strip()
+    if language in ("ja", "zh") and _is_cjk(first + last):
+        return "".join(p for p in (last, first) if p)
+    return " ".join(p for p in (first, last) if p)
+
+
+def _date(value: Optional[dt.datetime], strings: dict[str, Any]) -> str:
+    if value is None:
+        return ""
+    day = value.astimezone(dt.UTC)
+    month = strings["months"][day.month - 1]
+    return strings["date"].format(d=day.day, m=day.month, y=day.year, month=month)
+
+
+class NoticeRenderer:
+    """Renders notices with one template version; construct once, call :meth:`render` per customer."""
+
+    def __init__(self, version: str = TEMPLATE_VERSION) -> None:
+        self.version = version
+        self.languages = template_languages(version)
+        self.env = _environment(version)
+        self.strings = _strings(version)
+        missing = [lang for lang in self.languages if lang not in self.strings]
+        if missing:
+            raise NotificationError(f"no strings for {', '.join(missing)}", file=str(TEMPLATES / version / "strings.yml"))
+
+    def fields(self, fields_exposed: tuple[str, ...] | list[str], language: str) -> list[str]:
+        """Return the exposed CRM fields as names a reader of ``language`` understands, in reading order
+        (known fields first, unknown API names kept as they are so nothing exposed goes unmentioned)."""
+        labels = self.strings[language]["fields"]
+        known = [f for f in FIELD_ORDER if f in fields_exposed]
+        other = sorted({f for f in fields_exposed if f not in FIELD_ORDER})
+        return [labels[f] for f in known] + other
+
+    def render(self, incident: Incident, customer: Customer, language: str) -> Notice:
+        """Render the notice for ``customer`` about ``incident`` in ``language`` (one of
+        :attr:`languages`); returns a :class:`Notice` with subject, text and HTML."""
+        if language not in self.languages:
+            raise NotificationError(f"no {self.version} notice template for language {language!r}")
+        strings = self.strings[language]
+        brand = (customer.brand or "").strip() or incident.controller.name
+        context = {
+            "incident": incident,
+            "controller": incident.controller,
+            "customer": customer,
+            "name": display_name(customer.first_name, customer.last_name, language),
+            "brand": brand,
+            "fields": self.fields(customer.fields_exposed, language),
+            "exposed": set(customer.fields_exposed),
+            "exact": customer.exact,
+            "start": _date(incident.breach_start, strings),
+            "end": _date(incident.breach_end, strings),
+            "detected": _date(incident.detected_at or incident.aware_at, strings),
+            "version": self.version,
+        }
+        subject = strings["subject"].format(brand=brand)
+        text = self.env.get_template(f"{language}.txt.j2").render(context)
+        html = self.env.get_template(f"{language}.html.j2").render({**context, "subject": subject})
+        return Notice(language, self.version, subject, text, html)
+
+
+def build_message(notice: Notice, *, sender: str, recipient: str, message_id: str,
+                  reply_to: Optional[str] = None, date: Optional[dt.datetime] = None) -> EmailMessage:
+    """Return the notice as a UTF-8 multipart/alternative :class:`EmailMessage` (text, then HTML)
+    with ``Message-ID`` set to ``message_id`` and ``Content-Language`` to the notice's language."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = recipient
+    if reply_to:
+        msg["Reply-To"] = reply_to
+    msg["Subject"] = notice.subject
+    msg["Date"] = email.utils.format_datetime(date or dt.datetime.now(dt.UTC))
+    msg["Message-ID"] = message_id
+    msg["Content-Language"] = notice.language
+    # base64 keeps CJK text compact; quoted-printable keeps Latin text readable in raw form.
+    cte = "base64" if notice.language in ("ja", "zh") else "quoted-printable"
+    msg.set_content(notice.text, subtype="plain", charset="utf-8", cte=cte)
+    msg.add_alternative(notice.html, subtype="html", charset="utf-8", cte=cte)
+    return msg
