@@ -45,11 +45,14 @@ def _iso(t: dt.datetime) -> str:
 
 @dataclass(frozen=True)
 class StoreResult:
-    """What :meth:`Store.save` did: alerts created, updated (grew), unchanged."""
+    """What :meth:`Store.save` did: alerts created, updated (grew), unchanged; and the ids of the
+    created and updated ones (e.g. for the delivery outbox)."""
 
     created: int
     updated: int
     unchanged: int
+    created_ids: tuple[str, ...] = ()
+    updated_ids: tuple[str, ...] = ()
 
 
 class Store:
@@ -64,9 +67,10 @@ class Store:
         self.db.executescript(SCHEMA)
 
     def save(self, alerts: list[Alert]) -> StoreResult:
-        """Insert new alerts and update grown ones in one transaction; returns the counts."""
+        """Insert new alerts and update grown ones in one transaction; returns the counts and ids."""
         now = _iso(dt.datetime.now(dt.UTC))
-        created = updated = 0
+        created_ids: list[str] = []
+        updated_ids: list[str] = []
         with self.db:
             for a in alerts:
                 row = self.db.execute("SELECT event_count, last_seen FROM alerts WHERE id = ?", (a.id,)).fetchone()
@@ -78,14 +82,15 @@ class Store:
                         "INSERT INTO alerts (rule_id, title, severity, actor, first_seen, last_seen, event_count, dedup_key, "
                         "event_ids, record_ids, explanation, context, id, created_at, updated_at) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*values, a.id, now, now))
-                    created += 1
+                    created_ids.append(a.id)
                 elif row["event_count"] != a.event_count or row["last_seen"] != _iso(a.last_seen):
                     self.db.execute(
                         "UPDATE alerts SET rule_id=?, title=?, severity=?, actor=?, first_seen=?, last_seen=?, event_count=?, "
                         "dedup_key=?, event_ids=?, record_ids=?, explanation=?, context=?, updated_at=? WHERE id=?",
                         (*values, now, a.id))
-                    updated += 1
-        return StoreResult(created, updated, len(alerts) - created - updated)
+                    updated_ids.append(a.id)
+        created, updated = len(created_ids), len(updated_ids)
+        return StoreResult(created, updated, len(alerts) - created - updated, tuple(created_ids), tuple(updated_ids))
 
     def list(self, rule_id: str | None = None, severity: str | None = None, limit: int | None = None) -> list[dict]:
         """Return alerts (newest first) as dicts with JSON fields decoded."""
