@@ -252,9 +252,9 @@ def build_message(notice: Notice, *, sender: str, recipient: str, message_id: st
     msg["Subject"] = notice.subject
     msg["Date"] = email.utils.format_datetime(date or dt.datetime.now(dt.UTC))
     msg["Message-ID"] = message_id
-    msg["Content-Language"] = notice.language
     # base64 keeps CJK text compact; quoted-printable keeps Latin text readable in raw form.
     cte = "base64" if notice.language in ("ja", "zh") else "quoted-printable"
     msg.set_content(notice.text, subtype="plain", charset="utf-8", cte=cte)
     msg.add_alternative(notice.html, subtype="html", charset="utf-8", cte=cte)
+    msg["Content-Language"] = notice.language  # after set_content, which drops Content-* headers
     return msg
