@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import duckdb
 
+from crmguard.sources.countries import macro_sql as _country_macro
+
 _SF_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
 
@@ -56,6 +58,8 @@ MACROS: tuple[str, ...] = (
     "CREATE OR REPLACE MACRO to_int(x) AS try_cast(try_cast(blank_null(x) AS DOUBLE) AS BIGINT)",
     "CREATE OR REPLACE MACRO to_bool(x) AS CASE lower(blank_null(x)) WHEN 'true' THEN true "
     "WHEN '1' THEN true WHEN 'false' THEN false WHEN '0' THEN false END",
+    # Country names (Okta) and codes (Salesforce) -> ISO 3166-1 alpha-2, so sources compare.
+    _country_macro(),
 )
 
 

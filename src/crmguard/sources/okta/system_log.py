@@ -2,6 +2,9 @@
 
 Also reads the Panther-normalised variant whose top-level keys are lower case
 (``eventtype``, ``debugcontext`` ...), since exports of that shape circulate too.
+
+``src_country`` is the ISO 3166-1 alpha-2 code of Okta's country name (``country_iso``, see
+:mod:`crmguard.sources.countries`); a name that is no known country is kept as Okta wrote it.
 """
 
 from __future__ import annotations
@@ -95,7 +98,8 @@ def build(raw_f: Field) -> dict[str, str]:
         "target_user": _targets("User", "alternateId"),
         "session_id": f"CASE WHEN {session} <> 'unknown' THEN {session} END",
         "src_ip": ip,
-        "src_country": f("client.geographicalContext.country"),
+        # Okta names the country ("United States"); Salesforce and the rules use ISO alpha-2 codes.
+        "src_country": f"country_iso({f('client.geographicalContext.country')})",
         "src_city": f("client.geographicalContext.city"),
         "src_asn": f"to_int({f('securityContext.asNumber')})",
         "src_isp": first(f("securityContext.isp"), f("securityContext.asOrg")),
