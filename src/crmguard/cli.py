@@ -285,6 +285,37 @@ def alerts_show(
     return EXIT_OK
 
 
+SinksOpt = Annotated[Optional[str], typer.Option("--sinks", help="Sinks config (default: <home>/sinks.yml).")]
+
+
+@alerts_app.command("deliver")
+def alerts_deliver(
+    sinks: SinksOpt = None,
+    state: StateOpt = None,
+    home: HomeOpt = None,
+    loop: Annotated[bool, typer.Option("--loop", help="Keep delivering every --interval seconds until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between passes with --loop.", min=0.1)] = 30.0,
+    since: Annotated[Optional[str], typer.Option("--since", help="Only enqueue alerts last seen at or after this time.")] = None,
+) -> int:
+    """Enqueue stored alerts for the sinks in sinks.yml and deliver what is due (webhook, Slack, e-mail, OCSF file)."""
+    from crmguard.sinks.cli import deliver_command
+
+    return deliver_command(resolve(home, None, state), sinks, out, err, loop, interval, _when(since, "--since"))
+
+
+@alerts_app.command("outbox")
+def alerts_outbox(
+    state: StateOpt = None,
+    home: HomeOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print counts, dead and failing rows as JSON.")] = False,
+    retry_dead: Annotated[bool, typer.Option("--retry-dead", help="Requeue deliveries that gave up.")] = False,
+) -> int:
+    """Show the delivery outbox: counts per sink and status, dead deliveries, failing ones."""
+    from crmguard.sinks.cli import outbox_command
+
+    return outbox_command(resolve(home, None, state), out, json_out, retry_dead)
+
+
 def _alert_table(rows: list[dict], title: str) -> None:
     table = Table(title=title)
     for col in ("id", "severity", "rule", "actor", "first_seen", "events"):

@@ -103,11 +103,12 @@ def _claim(db: sqlite3.Connection, row: sqlite3.Row, now: dt.datetime) -> bool:
 
 
 def deliver_due(db_path: str | Path, config: SinksConfig, now: dt.datetime | None = None,
-                budget_s: float | None = None) -> DeliveryReport:
+                budget_s: float | None = None, on_row: Callable[[int, int], None] | None = None) -> DeliveryReport:
     """Send every outbox row of ``db_path`` that is due at ``now`` (default: the current time) to
     its sink in ``config``, most severe first, for at most ``budget_s`` seconds (None: no limit).
     Applies actor suppression windows, records every attempt in the journal and schedules retries
-    with the sink's backoff. Returns a :class:`DeliveryReport`; a sink that is down never raises."""
+    with the sink's backoff; ``on_row(done, total)`` is called after each due row (progress).
+    Returns a :class:`DeliveryReport`; a sink that is down never raises."""
     now = now or dt.datetime.now(dt.UTC)
     deadline = None if budget_s is None else time.monotonic() + budget_s
     sinks = config.by_name()
@@ -116,7 +117,10 @@ def deliver_due(db_path: str | Path, config: SinksConfig, now: dt.datetime | Non
     blocked: set[str] = set()
     db = outbox.connect(db_path)
     try:
-        for row in outbox.due(db, now):
+        due = outbox.due(db, now)
+        for done, row in enumerate(due, 1):
+            if on_row:
+                on_row(done, len(due))
             sink = sinks.get(row["sink"])
             if sink is None:
                 report.unconfigured += 1
@@ -187,11 +191,12 @@ def _failed(db: sqlite3.Connection, row: sqlite3.Row, retry: Retry, attempt: int
 
 
 def deliver_stored(db_path: str | Path, config: SinksConfig, since: dt.datetime | None = None,
-                   now: dt.datetime | None = None, budget_s: float | None = None) -> tuple[int, DeliveryReport]:
+                   now: dt.datetime | None = None, budget_s: float | None = None,
+                   on_row: Callable[[int, int], None] | None = None) -> tuple[int, DeliveryReport]:
     """Enqueue every stored alert (``last_seen`` ≥ ``since`` when given) not yet in the outbox, then
     :func:`deliver_due`. Returns (rows enqueued, report)."""
     added = outbox.enqueue(db_path, outbox.stored_alert_ids(db_path, since), config, now)
-    return added, deliver_due(db_path, config, now, budget_s)
+    return added, deliver_due(db_path, config, now, budget_s, on_row)
 
 
 def deliver_loop(db_path: str | Path, config: SinksConfig, interval_s: float, stop: Callable[[], bool],

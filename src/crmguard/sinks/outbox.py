@@ -170,3 +170,15 @@ def due(db: sqlite3.Connection, now: dt.datetime) -> list[sqlite3.Row]:
     oldest alert first (so an actor's worst alert is the one a suppression window lets through)."""
     return db.execute("SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? "
                       "ORDER BY rank DESC, first_seen, id", (stamp(now),)).fetchall()
+
+
+def retry_dead(db_path: str | Path, sink: str | None = None) -> int:
+    """Put dead rows (of ``sink``, or all) back to pending, due now, attempts reset. Returns how many."""
+    db = connect(db_path)
+    try:
+        with transaction(db):
+            cur = db.execute("UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ? "
+                             "WHERE status = 'dead' AND (? IS NULL OR sink = ?)", (DUE_NOW, sink, sink))
+            return cur.rowcount
+    finally:
+        db.close()
