@@ -408,6 +408,11 @@ def intel_lookup(
     return lookup_command(ips, resolve(home).home, out, fmt)
 
 
+from crmguard.response.cli import incident_app  # noqa: E402  (sub-app in its own module)
+
+app.add_typer(incident_app, name="incident")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     command = typer.main.get_command(app)

@@ -46,3 +46,8 @@ class EngineError(CrmguardError):
 
 class NotificationError(CrmguardError):
     """An alert or notice could not be delivered (sink down, refused, misconfigured)."""
+
+
+class ResponseError(CrmguardError):
+    """An incident action cannot be done: unknown incident, a clock not yet set, a late filing
+    without its reason, a scope without data."""

@@ -1,0 +1,432 @@
+"""``crmguard incident ...``: open, scope, report on and journal personal-data breach incidents.
+
+Every command takes ``--by NAME`` (default ``$USER``) for the journal, and the usual
+``--home/--state/--lake`` workspace options. Incident files go to ``<home>/incidents/<ID>/``.
+Customer PII is never printed: tables show counts; the affected-customer list is written to files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from crmguard.errors import ResponseError
+from crmguard.response.incidents import (
+    PLACEHOLDER,
+    Controller,
+    Incident,
+    IncidentStore,
+    Observables,
+    breach_window,
+    default_actor,
+)
+from crmguard.workspace import Workspace, resolve
+
+incident_app = typer.Typer(no_args_is_help=True, help="Incidents: open, scope, report to the regulator, journal.")
+task_app = typer.Typer(no_args_is_help=True, help="Tasks on an incident.")
+incident_app.add_typer(task_app, name="task")
+out = Console()
+err = Console(stderr=True)
+
+HomeOpt = Annotated[Optional[str], typer.Option("--home", help="Workspace folder (default: $CRMGUARD_HOME or ./crmguard-data).")]
+LakeOpt = Annotated[Optional[str], typer.Option("--lake", help="Lake folder (default: <home>/lake).")]
+StateOpt = Annotated[Optional[str], typer.Option("--state", help="State SQLite DB (default: <home>/state.db).")]
+ByOpt = Annotated[Optional[str], typer.Option("--by", help="Who acts, for the journal (default: $USER).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+IdArg = Annotated[str, typer.Argument(help="Incident id (e.g. INC-0001) or a unique prefix.")]
+
+
+def _store(ws: Workspace) -> IncidentStore:
+    return IncidentStore(ws.state, ws.home / "incidents")
+
+
+def _when(text: Optional[str], option: str) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter("use ISO 8601, e.g. 2025-03-04 or 2025-03-04T08:00:00Z", param_hint=option) from exc
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _json(doc: object) -> None:
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+
+
+def _snapshot_controller(path: Optional[str]) -> dict[str, str]:
+    """Controller defaults from an org snapshot (``org/snapshot.json``): the organisation's name."""
+    if not path:
+        return {}
+    try:
+        doc = orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ResponseError(f"cannot read the org snapshot: {exc}", file=path) from exc
+    name = (doc.get("organization") or {}).get("Name")
+    return {"name": name} if name else {}
+
+
+@incident_app.command("open")
+def open_incident(
+    from_alert: Annotated[Optional[str], typer.Option("--from-alert", help="Alert id (or prefix) to open from.")] = None,
+    actor: Annotated[Optional[list[str]], typer.Option("--actor", help="Staff username or user id (repeatable).")] = None,
+    since: Annotated[Optional[str], typer.Option("--since", help="Window start (ISO 8601; default: the alert's first event).")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", help="Window end (ISO 8601; default: the alert's last event).")] = None,
+    ip: Annotated[Optional[list[str]], typer.Option("--ip", help="Attacker source IP (repeatable).")] = None,
+    app_: Annotated[Optional[list[str]], typer.Option("--app", help="Connected app / client (repeatable).")] = None,
+    token: Annotated[Optional[list[str]], typer.Option("--token", help="OAuth token id (repeatable).")] = None,
+    title: Annotated[Optional[str], typer.Option("--title", help="Incident title (default: the alert's).")] = None,
+    controller_name: Annotated[Optional[str], typer.Option("--controller-name", help="Data controller's legal name.")] = None,
+    contact_email: Annotated[Optional[str], typer.Option("--contact-email", help="Contact point e-mail.")] = None,
+    dpo_email: Annotated[Optional[str], typer.Option("--dpo-email", help="Data protection officer e-mail.")] = None,
+    phone: Annotated[Optional[str], typer.Option("--phone", help="Contact point phone.")] = None,
+    snapshot: Annotated[Optional[str], typer.Option("--snapshot", help="Org snapshot JSON for controller defaults.")] = None,
+    by: ByOpt = None, home: HomeOpt = None, state: StateOpt = None, lake: LakeOpt = None, json_out: JsonOpt = False,
+) -> int:
+    """Open an incident from an alert (--from-alert) or from actors and a window (--actor --since --until)."""
+    from crmguard.alerts.store import Store
+    from crmguard.lake import Lake
+
+    ws = resolve(home, lake, state)
+    who = by or default_actor()
+    users, ips, apps = list(actor or []), list(ip or []), list(app_ or [])
+    start, end, detected, alert_id = _when(since, "--since"), _when(until, "--until"), None, None
+    timeline: list[tuple[dt.datetime, str, str]] = []
+    if from_alert:
+        alerts = Store(ws.state)
+        alert = alerts.get(from_alert)
+        alerts.close()
+        if alert is None:
+            err.print(f"[red]no alert[/red] with id {from_alert!r} (or the prefix is ambiguous) in {ws.state}")
+            return 1
+        alert_id = alert["id"]
+        ctx = alert.get("context") or {}
+        users += [alert["actor"]] if alert.get("actor") else []
+        ips += [str(i) for i in ctx.get("src_ips") or []]
+        apps += [str(a) for a in ctx.get("apps") or []]
+        start = start or _when(alert["first_seen"], "first_seen")
+        end = end or _when(alert["last_seen"], "last_seen")
+        detected = _when(alert["created_at"], "created_at")
+        title = title or alert["title"]
+        timeline.append((_when(alert["first_seen"], "first_seen"), f"first event of alert {alert_id[:12]}: {alert['title']}",  # type: ignore[arg-type]
+                         "alert"))
+    if not users:
+        raise click.BadParameter("give --from-alert or at least one --actor")
+    users = list(dict.fromkeys(users))
+    breach_start, breach_end = breach_window(Lake(ws.lake), users, start, end)
+    controller = Controller(**{**_snapshot_controller(snapshot), **{k: v for k, v in (
+        ("name", controller_name), ("contact_email", contact_email), ("dpo_email", dpo_email), ("phone", phone)) if v}})
+    store = _store(ws)
+    try:
+        inc = store.open(title=title or f"Suspected customer-data breach by {', '.join(users)}", who=who,
+                         observables=Observables(users=users, ips=list(dict.fromkeys(ips)), apps=list(dict.fromkeys(apps)),
+                                                 tokens=list(token or [])),
+                         breach_start=breach_start, breach_end=breach_end, detected_at=detected, controller=controller,
+                         source_alert=alert_id, timeline=timeline)
+    finally:
+        store.close()
+    if json_out:
+        _json(inc.model_dump())
+        return 0
+    _print_incident(inc, ws)
+    if breach_start is None:
+        err.print("[yellow]no events of these actors in the window[/yellow]: the breach window is unknown; "
+                  "scope needs one (open again with --since/--until)")
+    return 0
+
+
+def _print_incident(inc: Incident, ws: Workspace) -> None:
+    out.print(f"[bold]{inc.id}[/bold] {inc.title} ({inc.status})")
+    table = Table(title="clocks (UTC)")
+    for col in ("clock", "time"):
+        table.add_column(col)
+    for name in ("breach_start", "breach_end", "detected_at", "aware_at", "deadline"):
+        table.add_row(name, getattr(inc, name) or "-")
+    out.print(table)
+    obs = inc.observables
+    out.print(f"users: {', '.join(obs.users) or '-'}\nips: {', '.join(obs.ips) or '-'}\napps: {', '.join(obs.apps) or '-'}\n"
+              f"tokens: {', '.join(obs.tokens) or '-'}")
+    unset = inc.controller.unset()
+    if unset:
+        out.print(f"[yellow]controller fields not set[/yellow]: {', '.join(unset)} "
+                  f"(crmguard incident controller {inc.id} --name ... --contact-email ... --dpo-email ... --phone ...)")
+    if not inc.aware_at:
+        out.print(f"72 h clock not started: crmguard incident aware {inc.id} --by NAME when a breach is confirmed")
+    out.print(f"files: {ws.home / 'incidents' / inc.id}")
+
+
+@incident_app.command("list")
+def list_incidents(home: HomeOpt = None, state: StateOpt = None, json_out: JsonOpt = False) -> int:
+    """List incidents, newest first."""
+    ws = resolve(home, None, state)
+    store = _store(ws)
+    rows = store.summaries()
+    store.close()
+    if json_out:
+        _json(rows)
+        return 0
+    table = Table(title=f"{len(rows)} incidents in {ws.state}")
+    for col in ("id", "status", "title", "breach_start", "aware_at", "deadline"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["id"], r["status"], r["title"], r["breach_start"] or "-", r["aware_at"] or "-", r["deadline"] or "-")
+    out.print(table)
+    return 0
+
+
+@incident_app.command("show")
+def show(incident_id: IdArg, home: HomeOpt = None, state: StateOpt = None, json_out: JsonOpt = False) -> int:
+    """Show an incident: clocks, observables, tasks, timeline and journal."""
+    ws = resolve(home, None, state)
+    store = _store(ws)
+    try:
+        inc = store.require(incident_id)
+    finally:
+        store.close()
+    if json_out:
+        _json(inc.model_dump())
+        return 0
+    _print_incident(inc, ws)
+    for title, rows, cols in (
+        ("tasks", [t.model_dump() for t in inc.tasks], ("number", "status", "title", "owner")),
+        ("timeline", [t.model_dump() for t in inc.timeline], ("at", "what", "origin")),
+        ("journal", [j.model_dump() for j in inc.journal], ("at", "who", "action", "result")),
+    ):
+        if rows:
+            table = Table(title=title)
+            for c in cols:
+                table.add_column(c, overflow="fold")
+            for r in rows:
+                table.add_row(*(str(r[c]) if r[c] is not None else "-" for c in cols))
+            out.print(table)
+    return 0
+
+
+@incident_app.command("aware")
+def aware(
+    incident_id: IdArg,
+    by: Annotated[str, typer.Option("--by", help="Who decided that a personal-data breach happened.")],
+    at: Annotated[Optional[str], typer.Option("--at", help="When the decision was taken (ISO 8601; default now).")] = None,
+    home: HomeOpt = None, state: StateOpt = None,
+) -> int:
+    """Record the decision that a personal-data breach happened: starts the GDPR 72 h clock."""
+    ws = resolve(home, None, state)
+    store = _store(ws)
+    try:
+        inc = store.aware(incident_id, by, _when(at, "--at"))
+    finally:
+        store.close()
+    out.print(f"{inc.id}: aware at {inc.aware_at} ({inc.aware_by}); regulator deadline {inc.deadline}")
+    return 0
+
+
+@incident_app.command("observe")
+def observe(
+    incident_id: IdArg,
+    user: Annotated[Optional[list[str]], typer.Option("--user", help="Staff username or id (repeatable).")] = None,
+    ip: Annotated[Optional[list[str]], typer.Option("--ip", help="Source IP (repeatable).")] = None,
+    app_: Annotated[Optional[list[str]], typer.Option("--app", help="App / client (repeatable).")] = None,
+    token: Annotated[Optional[list[str]], typer.Option("--token", help="OAuth token id (repeatable).")] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove these observables instead of adding them.")] = False,
+    by: ByOpt = None, home: HomeOpt = None, state: StateOpt = None,
+) -> int:
+    """Add (or with --remove, remove) observables; scoping uses the users and IPs."""
+    ws = resolve(home, None, state)
+    given = Observables(users=list(user or []), ips=list(ip or []), apps=list(app_ or []), tokens=list(token or []))
+    store = _store(ws)
+    try:
+        inc = store.observe(incident_id, by or default_actor(), Observables() if remove else given,
+                            given if remove else Observables())
+    finally:
+        store.close()
+    _print_incident(inc, ws)
+    return 0
+
+
+@incident_app.command("controller")
+def controller(
+    incident_id: IdArg,
+    name: Annotated[Optional[str], typer.Option("--name", help="Data controller's legal name.")] = None,
+    contact_email: Annotated[Optional[str], typer.Option("--contact-email", help="Contact point e-mail.")] = None,
+    dpo_email: Annotated[Optional[str], typer.Option("--dpo-email", help="Data protection officer e-mail.")] = None,
+    phone: Annotated[Optional[str], typer.Option("--phone", help="Contact point phone.")] = None,
+    by: ByOpt = None, home: HomeOpt = None, state: StateOpt = None,
+) -> int:
+    """Set the controller's contact point (name, contact e-mail, DPO e-mail, phone)."""
+    ws = resolve(home, None, state)
+    store = _store(ws)
+    try:
+        inc = store.set_controller(incident_id, by or default_actor(), name=name, contact_email=contact_email,
+                                   dpo_email=dpo_email, phone=phone)
+    finally:
+        store.close()
+    unset = inc.controller.unset()
+    out.print(f"{inc.id}: controller {inc.controller.name}" + (f"; still {PLACEHOLDER}: {', '.join(unset)}" if unset else ""))
+    return 0
+
+
+@task_app.command("add")
+def task_add(
+    incident_id: IdArg,
+    title: Annotated[str, typer.Argument(help="What has to be done.")],
+    owner: Annotated[Optional[str], typer.Option("--owner", help="Who does it.")] = None,
+    by: ByOpt = None, home: HomeOpt = None, state: StateOpt = None,
+) -> int:
+    """Add a task to an incident."""
+    ws = resolve(home, None, state)
+    store = _store(ws)
+    try:
+        task = store.add_task(incident_id, by or default_actor(), title, owner)
+    finally:
+        store.close()
+    out.print(f"task {task.number} added: {task.title}")
+    return 0
+
+
+@task_app.command("done")
+def task_done(
+    incident_id: IdArg,
+    number: Annotated[int, typer.Argument(help="Task number.")],
+    reopen: Annotated[bool, typer.Option("--reopen", help="Mark it open again instead.")] = False,
+    by: ByOpt = None, home: HomeOpt = None, state: StateOpt = None,
+) -> int:
+    """Mark a task done (or --reopen it)."""
+    ws = resolve(home, None, state)
+    store = _store(ws)
+    try:
+        task = store.set_task(incident_id, by or default_actor(), number, "open" if reopen else "done")
+    finally:
+        store.close()
+    out.print(f"task {task.number} {task.status}: {task.title}")
+    return 0
+
+
+@incident_app.command("note")
+def note(
+    incident_id: IdArg,
+    text: Annotated[str, typer.Argument(help="What happened.")],
+    at: Annotated[Optional[str], typer.Option("--at", help="When it happened (ISO 8601; default now).")] = None,
+    by: ByOpt = None, home: HomeOpt = None, state: StateOpt = None,
+) -> int:
+    """Add an entry to the incident's timeline."""
+    ws = resolve(home, None, state)
+    store = _store(ws)
+    try:
+        store.note(incident_id, by or default_actor(), text, _when(at, "--at"))
+    finally:
+        store.close()
+    out.print("timeline entry added")
+    return 0
+
+
+@incident_app.command("export")
+def export(
+    incident_id: IdArg,
+    csv: Annotated[bool, typer.Option("--csv", help="Also write observables, tasks, timeline and journal as CSV.")] = False,
+    home: HomeOpt = None, state: StateOpt = None,
+) -> int:
+    """Write incident.json (and with --csv the case tables) into <home>/incidents/<ID>/."""
+    ws = resolve(home, None, state)
+    store = _store(ws)
+    try:
+        paths = store.export(incident_id, csv_tables=csv)
+    finally:
+        store.close()
+    for p in paths:
+        out.print(str(p))
+    return 0
+
+
+@incident_app.command("close")
+def close(
+    incident_id: IdArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why the incident is closed.")],
+    by: ByOpt = None, home: HomeOpt = None, state: StateOpt = None,
+) -> int:
+    """Close an incident."""
+    ws = resolve(home, None, state)
+    store = _store(ws)
+    try:
+        inc = store.close_incident(incident_id, by or default_actor(), reason)
+    finally:
+        store.close()
+    out.print(f"{inc.id} closed")
+    return 0
+
+
+@incident_app.command("scope")
+def scope(
+    incident_id: IdArg,
+    customers: Annotated[str, typer.Option("--customers", help="CRM customer export CSV (crm/customers.csv).")],
+    by: ByOpt = None, home: HomeOpt = None, state: StateOpt = None, lake: LakeOpt = None, json_out: JsonOpt = False,
+) -> int:
+    """Find which customer records the incident's actors received, which fields, per brand, country and spend tier."""
+    from crmguard.lake import Lake
+    from crmguard.response.scope import scope_incident
+
+    ws = resolve(home, lake, state)
+    who = by or default_actor()
+    store = _store(ws)
+    try:
+        inc = store.require(incident_id)
+        try:
+            with err.status("scoping"):
+                result = scope_incident(inc, Lake(ws.lake), Path(customers), store.folder(inc.id), store.now())
+        except ResponseError as exc:
+            store.journal(inc.id, "scope", who, "failed", {"error": str(exc)})
+            raise
+        s = result.summary
+        c = s["customers"]
+        store.timeline(inc.id, store.now(), f"scoped: {c['exact']} customers exact, bracket {c['lower']}-{c['upper']}",
+                       "journal")
+        store.journal(inc.id, "scope", who, "ok", {"customers": c, "records": s["records"],
+                                                   "customers_export": s["customers_export"],
+                                                   "files": [str(result.parquet), str(result.csv), str(result.summary_path)]})
+    finally:
+        store.close()
+    if json_out:
+        _json(s)
+        return 0
+    _print_scope(s)
+    out.print(f"affected customers: {result.parquet} and {result.csv} (contain PII); summary: {result.summary_path}")
+    return 0
+
+
+def _print_scope(s: dict) -> None:
+    c = s["customers"]
+    line = f"customers affected: {c['exact']:,} exact"
+    if c["is_estimate"]:
+        line += f"; estimate {c['lower']:,}–{c['upper']:,} of {c['export_customers']:,} (candidates listed with exact=false)"
+    out.print(f"[bold]{line}[/bold]")
+    for reason in c["estimate_reasons"] if c["is_estimate"] else []:
+        out.print(f"  estimate because: {reason}")
+    tables = s["tables"]
+    t = Table(title="records by object")
+    for col in ("object", "exact ids", "lower", "upper", "why an estimate"):
+        t.add_column(col)
+    for o in tables["objects"]:
+        t.add_row(o["object"], f"{o['records_exact']:,}", f"{o['records_lower']:,}", f"{o['records_upper']:,}",
+                  "; ".join(o["estimate_reasons"]) or "-")
+    out.print(t)
+    for dim in ("brand", "country", "spend_tier"):
+        t = Table(title=f"customers by {dim}")
+        for col in (dim, "exact", "candidates"):
+            t.add_column(col)
+        for r in tables[dim]:
+            t.add_row(str(r[dim]), f"{r['exact']:,}", f"{r['candidates']:,}")
+        out.print(t)
+    t = Table(title="fields exposed")
+    for col in ("object", "field", "category", "records (exact ids)", "also estimated", "fields assumed"):
+        t.add_column(col)
+    for f in tables["fields"]:
+        t.add_row(f["object"], f["field"], f["category"], f"{f['records_exact']:,}", "yes" if f["via_estimate"] else "",
+                  "yes" if f["field_estimated"] else "")
+    out.print(t)
