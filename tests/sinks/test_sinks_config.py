@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+import yaml
 
 from crmguard.errors import ConfigError
 from crmguard.sinks.config import FileSink, Retry, SmtpSink, load_config, parse_config
@@ -103,3 +104,12 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
     assert info.value.line is not None
     (tmp_path / "empty.yml").write_text("")
     assert load_config(tmp_path / "empty.yml").sinks == []
+
+
+def test_readme_sinks_example_is_valid() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("```yaml\nsinks:\n", 1)[1].split("```", 1)[0]
+    env = {"SOAR_TOKEN": "t", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/x", "SMTP_USER": "u", "SMTP_PASSWORD": "p"}
+    config = parse_config(yaml.safe_load("sinks:\n" + block), "README.md", Path("/etc/crmguard"), environ=env)
+    assert [s.type for s in config.sinks] == ["webhook", "slack", "smtp", "file"]
+    assert config.sinks[3].path == Path("/etc/crmguard/findings/crmguard.ocsf.jsonl")

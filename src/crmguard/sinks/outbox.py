@@ -81,6 +81,8 @@ def connect(db_path: str | Path) -> sqlite3.Connection:
     db = sqlite3.connect(db_path, timeout=30, isolation_level=None)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA journal_mode=WAL")
+    # a commit lost to power failure only means a row is sent again: at-least-once either way
+    db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(ALERTS_SCHEMA + SCHEMA)
     return db
 
