@@ -145,3 +145,17 @@ def test_budget_defers_the_rest(tmp_path: Path, state) -> None:
     enqueue(db, [f"alert{i:04d}" for i in range(5)], config)
     report = deliver_due(db, config, now=T0, budget_s=0)
     assert (report.delivered, report.deferred, report.pending) == (0, 5, 5)
+
+
+def test_deliver_loop_and_since(tmp_path: Path, state) -> None:
+    from crmguard.sinks import deliver_loop, deliver_stored
+
+    db = state(make_alert(1), make_alert(2, minutes=600))
+    config = _file_config(tmp_path)
+    added, report = deliver_stored(db, config, since=T0 + dt.timedelta(hours=2))
+    assert (added, report.delivered) == (1, 1)  # alert 1 was last seen before --since
+    passes: list[tuple[int, int]] = []
+    waits: list[float] = []
+    total = deliver_loop(db, config, 5.0, stop=lambda: len(passes) == 3,
+                         on_pass=lambda added, r: passes.append((added, r.delivered)), wait=waits.append)
+    assert passes == [(1, 1), (0, 0), (0, 0)] and waits == [5.0, 5.0] and total.delivered == 1
