@@ -12,10 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from duckdb import DuckDBPyConnection
+
 from crmguard.errors import CrmguardError
 from crmguard.lake import Lake
-from crmguard.sources.inputs import expand, open_input
-from crmguard.sources.sql import connect
+from crmguard.sources.inputs import batches, expand, open_input
+from crmguard.sources.sql import connect, sql_list
 from crmguard.sources.staging import FileStager, create_staging
 
 
@@ -48,6 +50,7 @@ class FileResult:
     counts: Counts = field(default_factory=Counts)
     sources: list[str] = field(default_factory=list)
     error: str | None = None
+    by_source: dict[str, Counts] = field(default_factory=dict)
 
 
 @dataclass
@@ -85,9 +88,15 @@ def ingest(
 ) -> IngestSummary:
     """Ingest every file under ``paths`` (files, folders, globs; plain or gzip) into ``lake``.
 
+    Files of one format (same kind, encoding and CSV header) are parsed in batches, one mapping
+    query for many files (see :func:`crmguard.sources.inputs.batches`); every count, quarantine
+    row and error is still per file and the same as when the file is ingested alone. An event in
+    two files of a batch is stored once, credited to the earlier file.
+
     ``encoding`` overrides the detected text encoding (e.g. ``latin-1``); ``on_file`` is called
-    after each file (for progress). Returns the :class:`IngestSummary`. Raises
-    ``SourceParseError`` only when a path matches no file.
+    with each file's result once its batch is done (for progress). Returns the
+    :class:`IngestSummary`, files in input order. Raises ``SourceParseError`` only when a path
+    matches no file.
     """
     files = expand(paths)
     summary = IngestSummary()
@@ -95,37 +104,65 @@ def ingest(
     (lake.root / "_tmp").mkdir(exist_ok=True)
     con = connect(memory_limit="1GB", temp_dir=str(lake.root / "_tmp"))
     create_staging(con)
-    for path in files:
-        result = FileResult(str(path))
-        by_source: dict[str, Counts] = {}
-        with tempfile.TemporaryDirectory(prefix="crmguard-", dir=lake.root / "_tmp") as tmp:
-            try:
-                stager = FileStager(con, open_input(path, Path(tmp), encoding))
-                lake.start_file(con)
-                for chunk in stager.chunks():
-                    committed = lake.commit_events(con, chunk)
-                    for source, n in committed.stored.items():
-                        by_source.setdefault(source, Counts()).stored += n
-                    for source, n in committed.duplicate.items():
-                        by_source.setdefault(source, Counts()).duplicate += n
-                stager.finish()
-                for source, n in lake.commit_quarantine(con).items():
-                    by_source.setdefault(source, Counts()).quarantined += n
-            except CrmguardError as exc:
-                # Whatever chunks were committed stay (a replay dedupes them); the file is reported failed.
-                con.execute("DELETE FROM qstaged")
-                result.error = str(exc)
-            else:
-                result.sources = sorted(stager.sources)
-        for source, c in by_source.items():
-            c.read = c.stored + c.duplicate + c.quarantined
-            summary.by_source.setdefault(source, Counts()).add(c)
-            result.counts.add(c)
-        if not result.error and result.counts.read != stager.read:
-            raise AssertionError(f"{path}: {stager.read} records read but {result.counts.read} accounted for")
-        summary.total.add(result.counts)
-        summary.files.append(result)
-        if on_file:
-            on_file(result)
+    order = {str(path): n for n, path in enumerate(files)}
+    for batch in batches(files, encoding):
+        for result in _ingest_batch(con, lake, batch, encoding):
+            for source, c in result.by_source.items():
+                summary.by_source.setdefault(source, Counts()).add(c)
+            summary.total.add(result.counts)
+            summary.files.append(result)
+            if on_file:
+                on_file(result)
     con.close()
+    summary.files.sort(key=lambda f: order[f.path])
     return summary
+
+
+def _ingest_batch(con: DuckDBPyConnection, lake: Lake, batch: list[Path], encoding: str | None) -> list[FileResult]:
+    """Parse ``batch`` into ``lake`` using ``con``; return each file's result, in batch order."""
+    results = {str(path): FileResult(str(path)) for path in batch}
+    with tempfile.TemporaryDirectory(prefix="crmguard-", dir=lake.root / "_tmp") as tmp:
+        opened = []
+        for n, path in enumerate(batch):
+            try:
+                # A folder per file: inputs decompressed from different folders may share a name.
+                workdir = Path(tmp) / str(n)
+                workdir.mkdir()
+                opened.append(open_input(path, workdir, encoding))
+            except CrmguardError as exc:
+                results[str(path)].error = str(exc)
+        stager = FileStager(con, opened)
+        per_file: dict[tuple[str, str], Counts] = {}
+        try:
+            if not opened:
+                return list(results.values())
+            lake.start_batch(con)
+            for chunk in stager.chunks():
+                committed = lake.commit_events(con, chunk)
+                for key, n in committed.stored.items():
+                    per_file.setdefault(key, Counts()).stored += n
+                for key, n in committed.duplicate.items():
+                    per_file.setdefault(key, Counts()).duplicate += n
+            stager.finish()
+            if stager.errors:
+                con.execute(f"DELETE FROM qstaged WHERE file IN (SELECT unnest({sql_list(list(stager.errors))}))")
+            for key, n in lake.commit_quarantine(con).items():
+                per_file.setdefault(key, Counts()).quarantined += n
+        except CrmguardError as exc:
+            # Whatever chunks were committed stay (a replay dedupes them); the batch's files are reported failed.
+            con.execute("DELETE FROM qstaged")
+            for name in stager.names:
+                results[name].error = results[name].error or str(exc)
+        for name, exc in stager.errors.items():
+            results[name].error = str(exc)
+    for (name, source), c in per_file.items():
+        c.read = c.stored + c.duplicate + c.quarantined
+        results[name].by_source[source] = c
+        results[name].counts.add(c)
+    for name, result in results.items():
+        if result.error:
+            continue
+        result.sources = sorted(stager.sources[name])
+        if result.counts.read != stager.read[name]:
+            raise AssertionError(f"{name}: {stager.read[name]} records read but {result.counts.read} accounted for")
+    return list(results.values())

@@ -8,7 +8,8 @@ Layout under the lake folder::
     _tmp/       DuckDB spill space
 
 Writes are idempotent: an event whose ``event_id`` is already stored in its partition, or
-appears twice in one input, is counted as a duplicate and not written again. Files are written
+appears twice in one input, is counted as a duplicate and not written again (the copy in the
+earliest file of a batch, earliest line first, is the one stored). Files are written
 into ``_staging`` and renamed into place, so a crash never leaves a half-written Parquet file in
 the lake, and a file lock serialises concurrent writers.
 """
@@ -33,11 +34,10 @@ from crmguard.sources.sql import connect, ident, sql_list, sql_str
 
 @dataclass
 class CommitCounts:
-    """Per-source counts of one commit: stored, duplicate, quarantined."""
+    """Counts of one commit per (input file, source): stored and duplicate."""
 
-    stored: dict[str, int] = field(default_factory=dict)
-    duplicate: dict[str, int] = field(default_factory=dict)
-    quarantined: dict[str, int] = field(default_factory=dict)
+    stored: dict[tuple[str, str], int] = field(default_factory=dict)
+    duplicate: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class Lake:
@@ -114,22 +114,23 @@ class Lake:
             except duckdb.Error as exc:
                 raise LakeError(f"could not write {what}: {exc}", file=str(self.root)) from exc
 
-    def start_file(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Begin a new input file: the chunks committed next are deduplicated against the lake as
-        it is now and against each other."""
+    def start_batch(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Begin a new input file or batch of files: the chunks committed next are deduplicated
+        against the lake as it is now and against each other."""
         self._before_file: dict[tuple[str, str], list[str]] = {}
         con.execute("CREATE OR REPLACE TEMP TABLE file_seen (event_id VARCHAR)")
 
     def commit_events(self, con: duckdb.DuckDBPyConnection, chunk: pa.Table) -> CommitCounts:
         """Write one staged ``chunk`` (see :mod:`crmguard.sources.staging`) using ``con``:
         events with a valid time go to their (source, date) partitions unless already stored
-        (in the lake or earlier in the chunk); records without a valid time move to ``qstaged``.
+        (in the lake, earlier in the batch or in an earlier file or line of the chunk); records
+        without a valid time move to ``qstaged``.
 
-        Returns per-source stored and duplicate counts (quarantine is counted by
+        Returns stored and duplicate counts per (``log_file``, source) (quarantine is counted by
         :meth:`commit_quarantine`).
         """
         if not hasattr(self, "_before_file"):
-            self.start_file(con)
+            self.start_batch(con)
         con.register("staged", chunk)
         try:
             with self._writing("to the lake"):
@@ -137,9 +138,10 @@ class Lake:
         finally:
             con.unregister("staged")
 
-    def commit_quarantine(self, con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    def commit_quarantine(self, con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], int]:
         """Write ``con``'s ``qstaged`` records to the quarantine (each record once, however often
-        it is replayed) and empty it. Returns per-source counts of the records set aside."""
+        it is replayed) and empty it. Returns counts of the records set aside per (file, source),
+        source ``unknown`` when the record was not recognised."""
         try:
             with self._writing("the quarantine"):
                 return self._write_quarantine(con)
@@ -154,17 +156,21 @@ class Lake:
                    'impossible or missing timestamp: ' || coalesce('"' || _time_raw || '"', 'no value'), raw
             FROM staged WHERE time IS NULL"""
         )
-        per_source = dict(
-            con.execute("SELECT source, count(*) FROM staged WHERE time IS NOT NULL GROUP BY source").fetchall()
-        )
-        if not per_source:
+        per_file = {
+            (file, source): n
+            for file, source, n in con.execute(
+                "SELECT log_file, source, count(*) FROM staged WHERE time IS NOT NULL GROUP BY ALL"
+            ).fetchall()
+        }
+        if not per_file:
             return counts
         partitions = con.execute(
             "SELECT DISTINCT source, CAST(CAST(time AS DATE) AS VARCHAR) FROM staged WHERE time IS NOT NULL"
         ).fetchall()
         total, distinct = con.execute("SELECT count(*), count(DISTINCT event_id) FROM staged WHERE time IS NOT NULL").fetchall()[0]
         # Duplicates inside the chunk are rare (same row twice in a file); only then pay for removing them.
-        dedupe = "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY _line, _record) = 1" if total != distinct else ""
+        dedupe = ("QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY _file, _line, _record) = 1"
+                  if total != distinct else "")
         names = ", ".join(ident(c.name) for c in COLUMNS)
         staging = self.root / "_staging"
         staging.mkdir(parents=True, exist_ok=True)
@@ -175,14 +181,18 @@ class Lake:
             known = f"ANTI JOIN read_parquet({sql_list(existing)}) k ON k.event_id = c.event_id" if existing else ""
             in_partition = (f"c.time IS NOT NULL AND c.source = '{sql_str(source)}' "
                             f"AND CAST(c.time AS DATE) = DATE '{date}'")
-            # Only the ids are materialised; the rows go from the chunk straight into Parquet.
+            # Only the ids (and the file credited: the batch's earliest) are materialised; the rows
+            # go from the chunk straight into Parquet.
             con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE fresh AS
-                SELECT DISTINCT c.event_id FROM staged c {known} ANTI JOIN file_seen s ON s.event_id = c.event_id
-                WHERE {in_partition}"""
+                SELECT c.event_id, arg_min(c.log_file, c._file) AS log_file
+                FROM staged c {known} ANTI JOIN file_seen s ON s.event_id = c.event_id
+                WHERE {in_partition} GROUP BY c.event_id"""
             )
-            written = con.execute("SELECT count(*) FROM fresh").fetchall()[0][0]
-            counts.stored[source] = counts.stored.get(source, 0) + written
+            written = 0
+            for file, n in con.execute("SELECT log_file, count(*) FROM fresh GROUP BY log_file").fetchall():
+                counts.stored[(file, source)] = counts.stored.get((file, source), 0) + n
+                written += n
             if not written:
                 continue
             name = f"part-{uuid.uuid4().hex}.parquet"
@@ -197,19 +207,23 @@ class Lake:
             os.replace(tmp, target / name)
             con.execute("INSERT INTO file_seen SELECT event_id FROM fresh")
         con.execute("DROP TABLE IF EXISTS fresh")
-        for source, n in per_source.items():
-            counts.stored.setdefault(source, 0)
-            counts.duplicate[source] = n - counts.stored[source]
+        for key, n in per_file.items():
+            counts.duplicate[key] = n - counts.stored.setdefault(key, 0)
         return counts
 
-    def _write_quarantine(self, con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    def _write_quarantine(self, con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], int]:
         con.execute(
             """CREATE OR REPLACE TEMP TABLE qfresh AS
             SELECT md5(concat_ws(chr(30), file, line, record, reason, content)) AS quarantine_id,
                    now() AS ingested_at, file, line, record, source, field, reason, content
             FROM qstaged"""
         )
-        counts = dict(con.execute("SELECT coalesce(source, 'unknown'), count(*) FROM qfresh GROUP BY 1").fetchall())
+        counts = {
+            (file, source): n
+            for file, source, n in con.execute(
+                "SELECT file, coalesce(source, 'unknown'), count(*) FROM qfresh GROUP BY ALL"
+            ).fetchall()
+        }
         existing = self.quarantine_files()
         if existing:
             con.execute(

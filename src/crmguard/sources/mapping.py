@@ -45,9 +45,11 @@ def csv_field(header: list[str] | tuple[str, ...]) -> Field:
 
 def csv_source(header: list[str] | tuple[str, ...], reader: str) -> str:
     """Wrap CSV ``reader`` (a table function) so each column is trimmed/blank-nulled once — mappings
-    read a column many times — and the original row is kept as JSON in ``__raw``."""
+    read a column many times — and the original row is kept as JSON in ``__raw`` (the reader's
+    virtual ``file_index`` is not part of it), with its file's position in the reader's list in
+    ``__file``."""
     cols = ", ".join(f"blank_null({ident(h)}) AS {ident(h)}" for h in header)
-    return f"(SELECT to_json(r)::VARCHAR AS __raw, {cols} FROM {reader} AS r)"
+    return f"(SELECT to_json(r)::VARCHAR AS __raw, r.file_index::BIGINT AS __file, {cols} FROM {reader} AS r)"
 
 
 def json_field(column: str) -> Field:

@@ -1,17 +1,20 @@
-"""Parse one input file into DuckDB staging tables: ``staged`` (events in the event schema, plus
-the columns needed to explain a rejected timestamp) and ``qstaged`` (records set aside, with file,
-line or record number, field and reason).
+"""Parse a batch of input files of one kind into DuckDB staging tables: ``staged`` (events in the
+event schema, plus the columns needed to explain a rejected timestamp) and ``qstaged`` (records set
+aside, with file, line or record number, field and reason).
 
-CSV is read by DuckDB's parallel CSV reader (which reports rejected lines with their number and
-column); NDJSON is read line by line by pyarrow's streaming reader into Arrow batches; JSON arrays
-and SOQL responses by DuckDB's JSON reader. Every mapping then runs as one SQL SELECT per batch.
+CSV is read by DuckDB's parallel CSV reader, every file of a batch with the same header in one
+``read_csv`` (which reports rejected lines with their file, number and column); NDJSON is read line
+by line by pyarrow's streaming reader into Arrow batches, the lines of several files mapped
+together; JSON arrays and SOQL responses by DuckDB's JSON reader. Every mapping then runs as one
+SQL SELECT per chunk, whatever the number of files in it: planning that SELECT costs more than
+parsing a small file.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import duckdb
@@ -25,9 +28,11 @@ from crmguard.sources import JSON_FORMATS
 from crmguard.sources.inputs import Opened
 from crmguard.sources.mapping import SourceMapping, csv_field, csv_source, json_select, select_list
 from crmguard.sources.salesforce import audit_trail, elf
-from crmguard.sources.sql import ident, sql_str
+from crmguard.sources.sql import ident, sql_list, sql_str
 
 NDJSON_BLOCK = 8 << 20
+JSON_CHUNK_BYTES = 32 << 20
+"""NDJSON lines (of one file or several) are mapped once this many bytes are read: bounds memory."""
 UNRECOGNISED = "unrecognised record: not an Okta System Log event, Salesforce ELF row, RTEM event or SetupAuditTrail record"
 
 
@@ -39,9 +44,11 @@ STAGED_COLUMNS: tuple[str, ...] = (
     "event_id VARCHAR",
     *(f"{c.name} {duckdb_type(c)}" for c in COLUMNS if c.name not in ("raw", "log_file", "event_id")),
     "_time_raw VARCHAR", "_time_field VARCHAR", "raw VARCHAR", "log_file VARCHAR", "_line BIGINT", "_record BIGINT",
+    "_file BIGINT",
 )
 """Columns of a staged chunk: the event schema (``event_id`` = md5 of source and raw record), plus
-where the record was (``_line``, ``_record``) and the raw time text to explain a rejection."""
+where the record was (``_line``, ``_record``, ``_file`` its file's index in the batch) and the raw
+time text to explain a rejection."""
 
 
 def with_event_id(source: str, select: str) -> str:
@@ -58,165 +65,251 @@ def create_staging(con: duckdb.DuckDBPyConnection) -> None:
 
 
 class FileStager:
-    """Parses one opened file into the staging tables of ``con``, a chunk at a time.
+    """Parses a batch of opened files, all of one kind, into the staging tables of ``con``, a chunk
+    at a time.
 
-    Iterate :meth:`chunks`: each step yields the next chunk of records as an Arrow table with
-    :data:`STAGED_COLUMNS` (the caller commits it to the lake); records set aside so far are in
-    ``qstaged``. Then call
-    :meth:`finish`, which adds what is only known at the end (CSV rejects, line numbers, a
-    truncated gzip tail). ``read`` and ``sources`` are complete after :meth:`finish`.
+    Iterate :meth:`chunks`: each step yields the next chunk of records (of one file or several) as
+    an Arrow table with :data:`STAGED_COLUMNS` (the caller commits it to the lake); records set
+    aside so far are in ``qstaged``. Then call :meth:`finish`, which adds what is only known at the
+    end (CSV rejects, line numbers, a truncated gzip tail). After :meth:`finish`, ``read`` (records
+    per file name), ``sources`` (per file name) and ``errors`` (file name -> the
+    ``SourceParseError`` that stopped the whole file being read; the other files go on) are
+    complete. A file reads the same alone or in a batch.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, opened: Opened) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, files: Sequence[Opened]) -> None:
+        if len({o.kind for o in files}) > 1:
+            raise ValueError("a batch holds files of one kind")
         self.con = con
-        self.opened = opened
-        self.name = str(opened.original)
-        self.read = 0
-        self.sources: set[str] = set()
-        self._rejected = np.zeros(0, dtype=np.int64)
+        self.files = list(files)
+        self.names = [str(o.original) for o in self.files]
+        self.read: dict[str, int] = dict.fromkeys(self.names, 0)
+        self.sources: dict[str, set[str]] = {n: set() for n in self.names}
+        self.errors: dict[str, SourceParseError] = {}
+        self._rejected: dict[str, np.ndarray] = {}
 
     def chunks(self) -> Iterator[pa.Table]:
-        """Yield the file's records chunk by chunk (see the class doc). Raises ``SourceParseError`` when
-        the whole file cannot be read."""
-        if self.opened.kind == "csv":
+        """Yield the batch's records chunk by chunk (see the class doc)."""
+        kind = self.files[0].kind if self.files else None
+        if kind == "csv":
             yield from self._csv_chunks()
-        elif self.opened.kind == "ndjson":
-            yield from self._ndjson_chunks()
+        elif kind == "ndjson":
+            yield from self._ndjson_chunks(range(len(self.files)))
+        elif kind == "json_array":
+            yield from self._array_chunks()
         else:
-            yield from self._document_chunks()
+            for i in range(len(self.files)):
+                yield from self._document_chunks(i)
 
     def finish(self) -> None:
-        """Record CSV rejects and the truncated-gzip tail in ``qstaged`` and number CSV lines."""
-        if len(self._rejected) or self.opened.kind == "csv":
+        """Record CSV rejects and truncated-gzip tails in ``qstaged`` and number CSV lines."""
+        if self.files and self.files[0].kind == "csv":
             self._number_lines()
-        if self.opened.truncated is not None:
-            self.con.execute(
-                "INSERT INTO qstaged VALUES (?, ?, NULL, NULL, NULL, ?, ?)",
-                [self.name, self.opened.truncated_line,
-                 "gzip stream truncated: this partial line and anything after it are lost", self.opened.truncated],
-            )
-            self.read += 1
+        for opened, name in zip(self.files, self.names):
+            if opened.truncated is not None and name not in self.errors:
+                self.con.execute(
+                    "INSERT INTO qstaged VALUES (?, ?, NULL, NULL, NULL, ?, ?)",
+                    [name, opened.truncated_line,
+                     "gzip stream truncated: this partial line and anything after it are lost", opened.truncated],
+                )
+                self.read[name] += 1
+
+    def _names_sql(self) -> str:
+        """SQL list of the batch's file names: ``{names}[_file + 1]`` is a record's ``log_file``."""
+        return sql_list(self.names)
 
     # --- JSON ----------------------------------------------------------------------------------
 
-    def _ndjson_chunks(self) -> Iterator[pa.Table]:
-        for table in _ndjson_batches(self.opened):
-            self.con.register("jb_arrow", table)
-            self.con.execute(
-                "CREATE OR REPLACE TEMP TABLE jb AS SELECT _line, 0 AS _base, "
-                "CASE WHEN _split_error THEN NULL ELSE TRY(decode(text)) END AS txt, text AS _bytes "
-                "FROM jb_arrow WHERE _split_error OR length(trim(TRY(decode(text)))) > 0 OR TRY(decode(text)) IS NULL"
-            )
-            self.con.unregister("jb_arrow")
-            yield self._stage_json_records()
+    def _ndjson_chunks(self, indexes: Sequence[int]) -> Iterator[pa.Table]:
+        """Map the lines of the files at ``indexes``, several files per chunk when they are small."""
+        pending: list[pa.Table] = []
+        size = 0
+        for i in indexes:
+            for table in _ndjson_batches(self.files[i]):
+                pending.append(table.append_column("_file", pa.repeat(pa.scalar(i, pa.int64()), table.num_rows)))
+                size += table.column("text").nbytes
+                if size >= JSON_CHUNK_BYTES:
+                    yield self._stage_lines(pending)
+                    pending, size = [], 0
+        if pending:
+            yield self._stage_lines(pending)
 
-    def _document_chunks(self) -> Iterator[pa.Table]:
-        fmt = "array" if self.opened.kind == "json_array" else "unstructured"
+    def _stage_lines(self, tables: list[pa.Table]) -> pa.Table:
+        self.con.register("jb_arrow", pa.concat_tables(tables))
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE jb AS SELECT _file, _line, 0 AS _base, "
+            "CASE WHEN _split_error THEN NULL ELSE TRY(decode(text)) END AS txt, text AS _bytes "
+            "FROM jb_arrow WHERE _split_error OR length(trim(TRY(decode(text)))) > 0 OR TRY(decode(text)) IS NULL"
+        )
+        self.con.unregister("jb_arrow")
+        return self._stage_json_records()
+
+    def _array_chunks(self) -> Iterator[pa.Table]:
+        """Read every JSON array of the batch in one statement (one scan per file, so each file's
+        elements keep their own numbering); when one is unreadable, read them one by one."""
+        if len(self.files) > 1:
+            scans = " UNION ALL ".join(
+                f"SELECT {i}::BIGINT AS _file, NULL::BIGINT AS _line, row_number() OVER () - 1 AS _base, "
+                f"json::VARCHAR AS txt, NULL::BLOB AS _bytes "
+                f"FROM read_json_objects('{sql_str(str(o.path))}', format='array')"
+                for i, o in enumerate(self.files)
+            )
+            try:
+                self.con.execute(f"CREATE OR REPLACE TEMP TABLE jb AS {scans}")
+            except duckdb.Error:
+                pass  # One file is unreadable: read them one by one, so the others are kept.
+            else:
+                yield self._stage_json_records()
+                return
+        for i in range(len(self.files)):
+            yield from self._document_chunks(i)
+
+    def _document_chunks(self, i: int) -> Iterator[pa.Table]:
+        opened = self.files[i]
+        fmt = "array" if opened.kind == "json_array" else "unstructured"
         try:
             self.con.execute(
                 f"""CREATE OR REPLACE TEMP TABLE jb AS
-                SELECT NULL::BIGINT AS _line, row_number() OVER () - 1 AS _base, json::VARCHAR AS txt, NULL::BLOB AS _bytes
-                FROM read_json_objects('{sql_str(str(self.opened.path))}', format='{fmt}')"""
+                SELECT {i}::BIGINT AS _file, NULL::BIGINT AS _line, row_number() OVER () - 1 AS _base,
+                       json::VARCHAR AS txt, NULL::BLOB AS _bytes
+                FROM read_json_objects('{sql_str(str(opened.path))}', format='{fmt}')"""
             )
         except duckdb.Error as exc:
-            if self.opened.kind == "json_document":
+            if opened.kind == "json_document":
                 # Not one JSON document: read it line by line so good lines are kept and bad ones named.
-                yield from self._ndjson_chunks()
+                yield from self._ndjson_chunks([i])
                 return
-            raise SourceParseError(f"unreadable JSON array: {str(exc).splitlines()[0]}", file=self.name) from exc
+            self.errors[self.names[i]] = SourceParseError(
+                f"unreadable JSON array: {str(exc).splitlines()[0]}", file=self.names[i]
+            )
+            return
         yield self._stage_json_records()
 
     def _stage_json_records(self) -> pa.Table:
         """Map the records of temp table ``jb``; return them as a staged chunk.
 
         ``jb`` has one row per line (NDJSON: ``_line`` set, ``_base`` 0) or per JSON document / array
-        element (``_line`` NULL, ``_base`` its 0-based index), with its text ``txt`` (NULL when not
-        UTF-8) and original ``_bytes``. A record's number is ``_base`` + its index in a SOQL response's
-        ``records`` (1 otherwise). Raw JSON is minified so one event has one id whatever the container.
+        element (``_line`` NULL, ``_base`` its 0-based index), with its file's index ``_file``, its
+        text ``txt`` (NULL when not UTF-8) and original ``_bytes``. A record's number is ``_base`` +
+        its index in a SOQL response's ``records`` (1 otherwise). Raw JSON is minified so one event
+        has one id whatever the container.
         """
-        con, name = self.con, sql_str(self.name)
+        con, names = self.con, self._names_sql()
         shapes = " ".join(f"WHEN {m.JSON_SHAPE} THEN '{m.SOURCE}'" for m in JSON_FORMATS)
         # A SOQL query response ({"totalSize", "done", "records": [...]}) holds its events in records.
         con.execute(
             """CREATE OR REPLACE TEMP TABLE jx AS
-            SELECT _line, unnest(l) AS txt, _base + unnest(range(1, len(l) + 1)) AS _record, _bytes
-            FROM (SELECT _line, _base, _bytes,
+            SELECT _file, _line, unnest(l) AS txt, _base + unnest(range(1, len(l) + 1)) AS _record, _bytes
+            FROM (SELECT _file, _line, _base, _bytes,
                          CASE WHEN txt IS NOT NULL AND json_valid(txt) AND json_type(txt, '$.records') = 'ARRAY'
                               THEN CAST(json_extract(txt, '$.records') AS VARCHAR[]) ELSE [txt] END AS l
                   FROM jb)"""
         )
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE jk AS
-            SELECT _line, _record, txt, _bytes, err, CASE {shapes} END AS kind, rec
+            SELECT _file, _line, _record, txt, _bytes, err, CASE {shapes} END AS kind, rec
             FROM (SELECT *, CASE WHEN err IS NULL THEN txt END AS rec
                   FROM (SELECT *, CASE WHEN txt IS NULL THEN 'invalid UTF-8: the line is not UTF-8 text (re-run with --encoding)'
                                        WHEN NOT json_valid(txt) THEN 'invalid JSON'
                                        WHEN json_type(txt) <> 'OBJECT' THEN 'not a JSON object' END AS err FROM jx))"""
         )
-        read, kinds = con.execute("SELECT count(*), list(DISTINCT kind) FILTER (WHERE kind IS NOT NULL) FROM jk").fetchall()[0]
-        kinds = kinds or []
+        per_file = con.execute(
+            "SELECT _file, count(*), list(DISTINCT kind) FILTER (WHERE kind IS NOT NULL) FROM jk GROUP BY _file"
+        ).fetchall()
+        kinds: set[str] = set()
+        for i, read, file_kinds in per_file:
+            name = self.names[i]
+            self.read[name] += read
+            self.sources[name] |= set(file_kinds or [])
+            kinds |= set(file_kinds or [])
         selects = []
         for m in JSON_FORMATS:
             if m.SOURCE in kinds:
                 extraction, select = json_select(m.MAPPING, "root")
                 selects.append(with_event_id(m.SOURCE,
-                    f"SELECT {select}, json(txt)::VARCHAR AS raw, '{name}' AS log_file, _line, _record "
+                    f"SELECT {select}, json(txt)::VARCHAR AS raw, {names}[_file + 1] AS log_file, _line, _record, _file "
                     f"FROM (SELECT *, {extraction} FROM (SELECT *, {m.JSON_ROOT} AS root FROM jk WHERE kind = '{m.SOURCE}'))"))
         chunk = con.sql(" UNION ALL ".join(selects)).to_arrow_table() if selects else _empty_chunk(con)
         con.execute(
-            f"""INSERT INTO qstaged SELECT '{name}', _line, _record, NULL, NULL,
+            f"""INSERT INTO qstaged SELECT {names}[_file + 1], _line, _record, NULL, NULL,
                    coalesce(err, '{UNRECOGNISED}'), coalesce(txt, CAST(_bytes AS VARCHAR))
             FROM jk WHERE kind IS NULL"""
         )
-        self.read += read
-        self.sources |= set(kinds)
         return chunk
 
     # --- CSV -----------------------------------------------------------------------------------
 
     def _csv_chunks(self) -> Iterator[pa.Table]:
-        header = _csv_header(self.opened)
-        if not header:
-            return
-        mapping = _csv_mapping(header, self.name)
-        self.sources.add(mapping.source)
+        """Read the files with the same header in one ``read_csv`` each (a batch is planned by
+        header, so normally one); empty files hold nothing, files that are no known log fail."""
+        by_header: dict[tuple[str, ...], list[int]] = {}
+        for i, opened in enumerate(self.files):
+            header = _csv_header(opened)
+            if not header:
+                continue
+            try:
+                _csv_mapping(header, self.names[i])
+            except SourceParseError as exc:
+                self.errors[self.names[i]] = exc
+                continue
+            by_header.setdefault(tuple(header), []).append(i)
+        for header, indexes in by_header.items():
+            yield from self._csv_read(list(header), indexes)
+
+    def _csv_read(self, header: list[str], indexes: list[int]) -> Iterator[pa.Table]:
+        mapping = _csv_mapping(header, self.names[indexes[0]])
+        encoding = self.files[indexes[0]].encoding
+        for i in indexes:
+            self.sources[self.names[i]].add(mapping.source)
+        # The reader's file_index is the position in this list; _file the position in the batch.
+        files = [self.files[i] for i in indexes]
+        to_batch = "[" + ", ".join(str(i) for i in indexes) + "]"
         columns = "{" + ", ".join(f"'{sql_str(h)}': 'VARCHAR'" for h in header) + "}"
         reader = (
-            f"read_csv('{sql_str(str(self.opened.path))}', header=true, auto_detect=false, delim=',', quote='\"', "
-            f"escape='\"', columns={columns}, store_rejects=true, rejects_table='rej', rejects_scan='rej_scan', "
-            f"encoding='{self.opened.encoding}', strict_mode=true, null_padding=false)"
+            f"read_csv({sql_list([str(o.path) for o in files])}, header=true, auto_detect=false, delim=',', "
+            f"quote='\"', escape='\"', columns={columns}, store_rejects=true, rejects_table='rej', "
+            f"rejects_scan='rej_scan', encoding='{encoding}', strict_mode=true, null_padding=false)"
         )
+        names = self._names_sql()
         cursor = self.con.cursor()
-        # Batches must arrive in file order: a row's ordinal gives its line number if quarantined.
+        # Batches must arrive in file order: a row's ordinal in its file gives its line number if
+        # quarantined, and the earliest copy of a duplicated event is the one stored.
         cursor.execute("SET preserve_insertion_order = true")
         stream = cursor.sql(with_event_id(mapping.source,
             f"SELECT {select_list(mapping.build(csv_field(header)))}, "
-            f"__raw AS raw, '{sql_str(self.name)}' AS log_file, NULL::BIGINT AS _line "
-            f"FROM {csv_source(header, reader)} AS src"
+            f"__raw AS raw, {names}[{to_batch}[__file + 1] + 1] AS log_file, NULL::BIGINT AS _line, "
+            f"{to_batch}[__file + 1] AS _file FROM {csv_source(header, reader)} AS src"
         )).to_arrow_reader(CHUNK_ROWS)
         # The setting is database-wide: the stream above was planned in order; the lake's writes
         # that follow need not be (order-preserving COPY is about twice as slow).
         self.con.execute("SET preserve_insertion_order = false")
+        seen = np.zeros(len(self.files), dtype=np.int64)
         for batch in stream:
-            ordinals = pa.array(np.arange(self.read + 1, self.read + batch.num_rows + 1, dtype=np.int64))
-            self.read += batch.num_rows
-            yield pa.Table.from_batches([batch]).append_column("_record", ordinals)
+            file_of = batch.column("_file").to_numpy()
+            ordinals = _ordinals(file_of, seen)
+            for i, n in zip(*np.unique(file_of, return_counts=True)):
+                self.read[self.names[i]] += int(n)
+            table = pa.Table.from_batches([batch])
+            yield table.add_column(table.schema.get_field_index("_file"), "_record", pa.array(ordinals))
         # One quarantine row per rejected line, naming its first faulty column and every problem.
         rejects = cursor.sql(
-            f"""SELECT '{sql_str(self.name)}' AS file, line, NULL::BIGINT AS record, '{mapping.source}' AS source,
+            f"""SELECT {names}[{to_batch}[file_id::BIGINT + 1] + 1] AS file, line, NULL::BIGINT AS record,
+                   '{mapping.source}' AS source,
                    arg_min(column_name, column_idx) FILTER (WHERE column_name IS NOT NULL) AS field,
                    string_agg(DISTINCT error_type, ', ') || ': ' || replace(arg_min(error_message, column_idx),
                      'This file is not utf-8 encoded.', 'The file is not UTF-8: re-run with --encoding latin-1 (or its encoding).')
                      AS reason,
                    any_value(csv_line) AS content
-            FROM rej GROUP BY line ORDER BY line"""
+            FROM rej GROUP BY file_id, line ORDER BY file_id, line"""
         ).to_arrow_table()
         cursor.close()
         self.con.register("rejects", rejects)
         self.con.execute("INSERT INTO qstaged SELECT * FROM rejects")
         self.con.unregister("rejects")
-        self._rejected = rejects.column("line").to_numpy()
-        self.read += rejects.num_rows
+        lines_of = rejects.group_by("file").aggregate([("line", "list")])
+        for name, lines in zip(lines_of.column("file").to_pylist(), lines_of.column("line_list").to_pylist()):
+            self._rejected[name] = np.asarray(lines, dtype=np.int64)
+            self.read[name] += len(lines)
 
     def _number_lines(self) -> None:
         """Give quarantined CSV rows (bad time) their physical line number.
@@ -225,22 +318,41 @@ class FileStager:
         parsed row sits on the k-th line after the header that was not rejected. (Quoted
         multi-line values would shift this; ELF values hold no line breaks.)
         """
-        name = sql_str(self.name)
-        bad = self.con.execute(
-            f"SELECT record FROM qstaged WHERE file = '{name}' AND line IS NULL AND record IS NOT NULL"
-        ).fetchnumpy()["record"]
-        if len(bad) == 0:
+        bad = self.con.sql(
+            f"SELECT file, list(record) AS records FROM qstaged "
+            f"WHERE file IN (SELECT unnest({self._names_sql()})) AND line IS NULL AND record IS NOT NULL GROUP BY file"
+        ).to_arrow_table()
+        if bad.num_rows == 0:
             return
-        bad = np.asarray(bad, dtype=np.int64)
-        limit = int(bad.max()) + len(self._rejected) + 2
-        lines = np.arange(2, limit, dtype=np.int64)
-        lines = lines[~np.isin(lines, self._rejected)]
-        self.con.register("numbered", pa.table({"r": bad, "l": lines[bad - 1]}))
+        files, records, lines = [], [], []
+        for name, recs in zip(bad.column("file").to_pylist(), bad.column("records").to_pylist()):
+            r = np.asarray(recs, dtype=np.int64)
+            rejected = self._rejected.get(name, np.zeros(0, dtype=np.int64))
+            numbers = np.arange(2, int(r.max()) + len(rejected) + 2, dtype=np.int64)
+            numbers = numbers[~np.isin(numbers, rejected)]
+            files += [name] * len(r)
+            records.append(r)
+            lines.append(numbers[r - 1])
+        self.con.register("numbered", pa.table({"f": files, "r": np.concatenate(records), "l": np.concatenate(lines)}))
         self.con.execute(
-            f"UPDATE qstaged SET line = numbered.l, record = NULL FROM numbered "
-            f"WHERE qstaged.record = numbered.r AND qstaged.line IS NULL AND qstaged.file = '{name}'"
+            "UPDATE qstaged SET line = numbered.l, record = NULL FROM numbered "
+            "WHERE qstaged.record = numbered.r AND qstaged.line IS NULL AND qstaged.file = numbered.f"
         )
         self.con.unregister("numbered")
+
+
+def _ordinals(file_of: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """1-based position of each row in its own file, given the rows of a batch in file order
+    (``file_of[k]`` is row k's file) and ``seen[f]``, rows of file f before this batch (updated)."""
+    order = np.argsort(file_of, kind="stable")
+    sorted_files = file_of[order]
+    starts = np.flatnonzero(np.r_[True, sorted_files[1:] != sorted_files[:-1]])
+    run_lengths = np.diff(np.r_[starts, len(sorted_files)])
+    rank = np.arange(len(sorted_files)) - np.repeat(starts, run_lengths)
+    ordinals = np.empty(len(file_of), dtype=np.int64)
+    ordinals[order] = seen[sorted_files] + rank + 1
+    seen += np.bincount(file_of, minlength=len(seen))
+    return ordinals
 
 def _ndjson_batches(opened: Opened) -> Iterator[pa.Table]:
     """Yield tables (_line int64, text binary, _split_error bool) of an NDJSON file's lines."""
@@ -312,7 +424,7 @@ def _csv_mapping(header: list[str], name: str) -> SourceMapping:
 
 def read_file(path: Path, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
     """Yield the valid events of one file as record batches in the event schema (see
-    :func:`crmguard.sources.read`)."""
+    :func:`crmguard.sources.read`). Raises ``SourceParseError`` when the file cannot be read."""
     import tempfile
 
     from crmguard.sources.inputs import open_input
@@ -322,9 +434,11 @@ def read_file(path: Path, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]
     with tempfile.TemporaryDirectory(prefix="crmguard-") as tmp:
         con = connect()
         create_staging(con)
-        stager = FileStager(con, open_input(path, Path(tmp)))
+        stager = FileStager(con, [open_input(path, Path(tmp))])
         for chunk in stager.chunks():
             con.register("chunk", chunk)
             table = con.sql(f"SELECT {names} FROM chunk WHERE time IS NOT NULL").to_arrow_table()
             con.unregister("chunk")
             yield from table.cast(EVENT_SCHEMA).to_batches(batch_rows)
+        for error in stager.errors.values():
+            raise error
