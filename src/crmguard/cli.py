@@ -412,6 +412,10 @@ from crmguard.response.cli import incident_app  # noqa: E402  (sub-app in its ow
 
 app.add_typer(incident_app, name="incident")
 
+from crmguard.response.notify_cli import notify_app  # noqa: E402  (sub-app in its own module)
+
+app.add_typer(notify_app, name="notify")
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""

@@ -1,0 +1,390 @@
+"""Sending notices: an SMTP client that tells sent / temporary / permanent / unknown apart, a token
+bucket, and the delivery run that drives the outbox.
+
+One message is in flight at a time on one reused connection. The SMTP dialogue is driven step by
+step (MAIL, RCPT, DATA) so a failure is classified by where it happened: a refusal or a dropped
+connection before the message data went out means "not delivered" (retry later or give up); a
+connection lost after the data went out but before the server's reply means nobody knows, and the
+row becomes ``unknown`` rather than being retried blindly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import getpass
+import random
+import smtplib
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Optional
+
+import pyarrow.parquet as pq
+
+from crmguard.errors import NotificationError
+from crmguard.response.incidents import IncidentStore
+from crmguard.response.notices import (
+    TEMPLATE_VERSION,
+    Customer,
+    NoticeRenderer,
+    build_message,
+    load_incident,
+    require_incident_files,
+)
+from crmguard.response.outbox import FINAL, Outbox, Row
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where and how to connect: ``host``, ``port``, STARTTLS, optional login, socket ``timeout`` (s)."""
+
+    host: str
+    port: int
+    starttls: bool = False
+    user: Optional[str] = None
+    password: Optional[str] = None
+    timeout: float = 30.0
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """Parse ``HOST:PORT`` (``[v6]:PORT`` too); returns ``(host, port)``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise NotificationError(f"expected HOST:PORT, got {text!r}", field="--smtp")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The outcome of one SMTP transaction: ``status`` (``sent``, ``temporary``, ``permanent`` or
+    ``unknown``) and the server's ``reply`` (or the error) for the record."""
+
+    status: str
+    reply: str
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    text = text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
+    return f"{code} {' '.join(text.split())}"
+
+
+def _classify(code: int, text: bytes | str) -> Delivery:
+    return Delivery("temporary" if 400 <= code < 500 else "permanent", _reply(code, text))
+
+
+class Mailer:
+    """One SMTP connection reused for many messages; :meth:`send` returns a :class:`Delivery`.
+
+    Use as a context manager (the connection is closed with QUIT at the end)."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self.smtp: Optional[smtplib.SMTP] = None
+        self.sent_on_connection = 0
+
+    def __enter__(self) -> Mailer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Say QUIT and close the connection, if open."""
+        if self.smtp is not None:
+            try:
+                self.smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                self.smtp.close()
+            self.smtp = None
+
+    def _drop(self) -> None:
+        if self.smtp is not None:
+            self.smtp.close()
+            self.smtp = None
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+        try:
+            smtp.ehlo_or_helo_if_needed()
+            if s.starttls:
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
+            if s.user:
+                smtp.login(s.user, s.password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            smtp.close()
+            raise NotificationError(f"SMTP login refused: {_reply(exc.smtp_code, exc.smtp_error)}",
+                                    field="--user") from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            smtp.close()
+            raise NotificationError(f"{s.host}:{s.port} does not offer STARTTLS", field="--starttls") from exc
+        except BaseException:
+            smtp.close()
+            raise
+        self.sent_on_connection = 0
+        return smtp
+
+    def send(self, msg: EmailMessage, sender: str, recipient: str) -> Delivery:
+        """Send ``msg`` from envelope ``sender`` to the single ``recipient``; returns the outcome.
+
+        ``temporary``: refused with 4xx or no connection before the data was sent (safe to retry);
+        ``permanent``: refused with 5xx; ``unknown``: the connection failed after the data went out;
+        ``sent``: the server answered 250 to the data."""
+        data = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+        for retry_on_new_connection in (True, False):
+            reused = self.smtp is not None and self.sent_on_connection > 0
+            try:
+                if self.smtp is None:
+                    self.smtp = self._connect()
+                smtp = self.smtp
+                options = []
+                if not recipient.isascii() or not sender.isascii():
+                    if not smtp.has_extn("smtputf8"):
+                        return Delivery("permanent", "server does not support SMTPUTF8 for a non-ASCII address")
+                    options = ["SMTPUTF8"]
+                code, text = smtp.mail(sender, options)
+                if code != 250:
+                    smtp.rset()
+                    return _classify(code, text)
+                code, text = smtp.rcpt(recipient)
+                if code not in (250, 251):
+                    smtp.rset()
+                    return _classify(code, text)
+            except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+                self._drop()
+                if reused and retry_on_new_connection:
+                    continue  # the server closed an idle or used-up connection: open a new one once
+                return Delivery("temporary", f"connection lost before the data: {exc}")
+            except (smtplib.SMTPException, OSError) as exc:
+                self._drop()
+                return Delivery("temporary", f"no SMTP session: {exc}")
+            break
+        try:
+            code, text = self.smtp.data(data)
+        except smtplib.SMTPDataError as exc:  # DATA itself refused: the message was not sent
+            self._safe_rset()
+            return _classify(exc.smtp_code, exc.smtp_error)
+        except (smtplib.SMTPException, OSError) as exc:
+            self._drop()
+            return Delivery("unknown", f"connection lost after the data was sent: {exc}")
+        self.sent_on_connection += 1
+        if code == 250:
+            return Delivery("sent", _reply(code, text))
+        self._safe_rset()
+        return _classify(code, text)
+
+    def _safe_rset(self) -> None:
+        try:
+            if self.smtp is not None:
+                self.smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+
+class TokenBucket:
+    """At most ``rate`` takes per second on average, bursts up to ``burst``; ``rate`` 0 = no limit."""
+
+    def __init__(self, rate: float, burst: Optional[float] = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, rate)
+        self.tokens = self.burst
+        self.clock, self.sleep = clock, sleep
+        self.last = clock()
+
+    def take(self) -> None:
+        """Take one token, sleeping until one is available."""
+        if self.rate <= 0:
+            return
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1:
+            self.sleep((1 - self.tokens) / self.rate)
+            self.last = self.clock()
+            self.tokens = 0.0
+        else:
+            self.tokens -= 1
+
+
+def backoff(attempts: int, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds to wait before attempt ``attempts + 1``: ``base · 2^(attempts-1)``, capped at ``cap``,
+    times a jitter in [0.5, 1.5) so many failed rows do not retry in lockstep."""
+    return min(cap, base * 2 ** max(0, attempts - 1)) * (0.5 + rng.random())
+
+
+@dataclass
+class SendOptions:
+    """How a delivery run behaves (see ``crmguard notify send --help``)."""
+
+    sender: Optional[str] = None
+    rate: float = 10.0
+    max_attempts: int = 5
+    retry_base: float = 30.0
+    retry_cap: float = 3600.0
+    resend_unknown: bool = False
+    version: str = TEMPLATE_VERSION
+    seed: Optional[int] = None
+
+
+@dataclass
+class SendResult:
+    """What a delivery run did: rows ``enqueued`` (new), messages ``delivered`` in this run,
+    ``temporary`` / ``permanent`` failures and ``unknown`` outcomes met, ``recovered_unknown`` rows a
+    previous run left in flight, ``unknown_waiting`` rows still waiting for reconcile, and
+    ``without_address`` customers with no usable e-mail."""
+
+    enqueued: int = 0
+    without_address: int = 0
+    recovered_unknown: int = 0
+    unknown_waiting: int = 0
+    delivered: int = 0
+    temporary: int = 0
+    permanent: int = 0
+    unknown: int = 0
+    outstanding: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def journal(home: Path, state: Path, incident_id: str, action: str, result: str, detail: dict) -> None:
+    """Record a notification step in the incident's journal (the one every response action goes
+    through), as the current OS user."""
+    store = IncidentStore(state, Path(home) / "incidents")
+    try:
+        store.journal(incident_id, action, getpass.getuser(), result, detail)
+    finally:
+        store.close()
+
+
+def _lock(state: Path, incident_id: str):
+    path = state.with_name(f"{state.name}.notify-{incident_id}.lock")
+    handle = path.open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.close()
+        raise NotificationError(f"another `crmguard notify send {incident_id}` is running", file=str(path)) from exc
+    return handle
+
+
+def read_customers(path: Path) -> dict[str, Customer]:
+    columns = ["customer_id", "first_name", "last_name", "email", "country", "language", "brand", "fields_exposed", "exact"]
+    try:
+        table = pq.read_table(path, columns=columns)
+    except (OSError, KeyError, ValueError) as exc:
+        raise NotificationError(f"cannot read affected customers: {exc}", file=str(path)) from exc
+    out = {}
+    for r in table.to_pylist():
+        out[str(r["customer_id"])] = Customer(
+            customer_id=str(r["customer_id"]), first_name=r["first_name"], last_name=r["last_name"], email=r["email"],
+            country=r["country"], language=r["language"], brand=r["brand"],
+            fields_exposed=tuple(r["fields_exposed"] or ()), exact=bool(r["exact"]) if r["exact"] is not None else True)
+    return out
+
+
+def send_notices(home: Path, state: Path, incident_id: str, settings: SmtpSettings, options: SendOptions,
+                 on_progress: Optional[Callable[[int, int], None]] = None,
+                 sleep: Callable[[float], None] = time.sleep) -> SendResult:
+    """Enqueue the incident's affected customers (idempotent) and send every due notice through
+    ``settings``; returns a :class:`SendResult`. ``on_progress(done, total)`` is called as rows
+    reach an outcome. Holds a lock so one sender at a time works on an incident; rows a dead sender
+    left in flight become ``unknown`` and are not sent unless ``options.resend_unknown``."""
+    incident_path, customers_path = require_incident_files(home, incident_id)
+    incident = load_incident(incident_path)
+    sender = options.sender or incident.controller.contact_email
+    if not sender or "@" not in parseaddr(sender)[1]:
+        raise NotificationError("no sender address: pass --from or set controller.contact_email", file=str(incident_path))
+    envelope_from = parseaddr(sender)[1]
+    renderer = NoticeRenderer(options.version)
+    customers = read_customers(customers_path)
+    rng = random.Random(options.seed)
+    bucket = TokenBucket(options.rate, sleep=sleep)
+    result = SendResult()
+    lock = _lock(Path(state), incident_id)
+    try:
+        with Outbox(state) as outbox:
+            added = outbox.enqueue(incident_id, customers_path, options.version, renderer.languages,
+                                   envelope_from.rsplit("@", 1)[1])
+            result.enqueued, result.without_address = added.added, added.without_address
+            result.recovered_unknown = outbox.recover(incident_id)
+            if options.resend_unknown:
+                outbox.resend_unknown(incident_id)
+            before = outbox.report(incident_id).by_status
+            total = before["pending"] + before["failed_temp"]
+            journal(home, state, incident_id, "notify send started", "started",
+                    {"smtp": f"{settings.host}:{settings.port}", "version": options.version, "rate": options.rate,
+                     "enqueued": added.added, "to_send": total, "recovered_unknown": result.recovered_unknown,
+                     "resend_unknown": options.resend_unknown})
+            done = 0
+            if on_progress:
+                on_progress(done, total)
+            with Mailer(settings) as mailer:
+                while True:
+                    rows = outbox.due(incident_id, options.version, options.max_attempts)
+                    if not rows:
+                        wait = outbox.next_retry_at(incident_id, options.version, options.max_attempts)
+                        if wait is None:
+                            break
+                        mailer.close()  # do not hold the server's connection while backing off
+                        sleep(max(0.0, (wait - dt.datetime.now(dt.UTC)).total_seconds()))
+                        continue
+                    for row in rows:
+                        final = _send_one(outbox, mailer, renderer, incident, customers, row, sender, envelope_from,
+                                          options, bucket, rng, result)
+                        if final:
+                            done += 1
+                            if on_progress:
+                                on_progress(done, total)
+            report = outbox.report(incident_id)
+            result.counts = report.by_status
+            result.unknown_waiting = report.by_status["unknown"]
+            result.outstanding = report.total - sum(report.by_status[s] for s in FINAL)
+            journal(home, state, incident_id, "notify send finished",
+                    "complete" if not result.outstanding else "incomplete",
+                    {"delivered": result.delivered, "temporary": result.temporary, "permanent": result.permanent,
+                     "unknown": result.unknown, "by_status": report.by_status})
+    finally:
+        lock.close()
+    return result
+
+
+def _send_one(outbox: Outbox, mailer: Mailer, renderer: NoticeRenderer, incident, customers: dict[str, Customer],
+              row: Row, sender: str, envelope_from: str, options: SendOptions, bucket: TokenBucket,
+              rng: random.Random, result: SendResult) -> bool:
+    """Send one row; returns True when the row reached an outcome no retry in this run changes."""
+    customer = customers.get(row.customer_id)
+    if customer is None:
+        outbox.mark(row, "failed_perm", "customer no longer in affected_customers.parquet")
+        result.permanent += 1
+        return True
+    # Everything that can fail without the server happens before the row is marked in flight.
+    notice = renderer.render(incident, customer, row.language)
+    msg = build_message(notice, sender=sender, recipient=row.email, message_id=row.message_id,
+                        reply_to=incident.controller.contact_email)
+    bucket.take()
+    if not outbox.mark_sending(row):
+        return False
+    delivery = mailer.send(msg, envelope_from, row.email)
+    if delivery.status == "sent":
+        outbox.mark(row, "sent", delivery.reply)
+        result.delivered += 1
+        return True
+    if delivery.status == "unknown":
+        outbox.mark(row, "unknown", delivery.reply)
+        result.unknown += 1
+        return True
+    attempts = row.attempts + 1
+    if delivery.status == "permanent":
+        outbox.mark(row, "failed_perm", delivery.reply)
+        result.permanent += 1
+        return True
+    result.temporary += 1
+    delay = backoff(attempts, options.retry_base, options.retry_cap, rng)
+    outbox.mark(row, "failed_temp", delivery.reply, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay))
+    return attempts >= options.max_attempts
