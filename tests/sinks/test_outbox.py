@@ -159,3 +159,22 @@ def test_deliver_loop_and_since(tmp_path: Path, state) -> None:
     total = deliver_loop(db, config, 5.0, stop=lambda: len(passes) == 3,
                          on_pass=lambda added, r: passes.append((added, r.delivered)), wait=waits.append)
     assert passes == [(1, 1), (0, 0), (0, 0)] and waits == [5.0, 5.0] and total.delivered == 1
+
+
+def test_missing_alert_is_dead_and_sender_bug_is_a_failed_attempt(tmp_path: Path, state, receiver, monkeypatch) -> None:
+    db = state(make_alert(1), make_alert(2))
+    config = parse_config({"sinks": [{"name": "slack", "type": "slack", "url": receiver.url}]})
+    enqueue(db, ["alert0001", "alert0002"], config)
+    con = connect(db)
+    con.execute("DELETE FROM alerts WHERE id = 'alert0001'")
+
+    def broken(view: dict) -> dict:
+        raise KeyError("blocks")
+
+    monkeypatch.setattr("crmguard.sinks.deliver.slack_message", broken)
+    report = deliver_due(db, config, now=T0)
+    assert (report.dead, report.failed, report.pending) == (1, 1, 1)
+    assert report.errors["slack"] == "KeyError: 'blocks'"
+    [dead] = rows(con, "dead")
+    assert dead["alert_id"] == "alert0001" and "no longer in the alert store" in dead["last_error"]
+    con.close()

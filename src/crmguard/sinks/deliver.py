@@ -141,17 +141,19 @@ def deliver_due(db_path: str | Path, config: SinksConfig, now: dt.datetime | Non
                     report.suppressed += 1
                     continue
             view = load_view(db, row["alert_id"], row["version"])
+            if view is None:  # alerts are never deleted; if one was, no retry can help
+                _dead(db, row, attempt, "the alert is no longer in the alert store", now, None, report)
+                continue
             started = time.monotonic()
             try:
-                if view is None:
-                    raise SendFailed(f"alert {row['alert_id']} is not in the alert store", sink=sink.name)
                 if sink.name not in senders:
                     senders[sink.name] = open_sender(sink, config)
                 detail = senders[sink.name].send(view)
-            except SendFailed as exc:
-                _failed(db, row, sink.retry, attempt, exc, now, (time.monotonic() - started) * 1000, report)
+            except Exception as exc:  # noqa: BLE001 - a sender bug must not stall every other delivery
+                failure = exc if isinstance(exc, SendFailed) else SendFailed(f"{type(exc).__name__}: {exc}", sink=sink.name)
+                _failed(db, row, sink.retry, attempt, failure, now, (time.monotonic() - started) * 1000, report)
                 blocked.add(sink.name)
-                report.errors[sink.name] = exc.message
+                report.errors[sink.name] = failure.message
                 continue
             with outbox.transaction(db):
                 db.execute("UPDATE outbox SET status = 'delivered', attempts = ?, delivered_at = ?, last_error = NULL "
@@ -168,19 +170,24 @@ def deliver_due(db_path: str | Path, config: SinksConfig, now: dt.datetime | Non
     return report
 
 
+def _dead(db: sqlite3.Connection, row: sqlite3.Row, attempt: int, error: str, now: dt.datetime,
+          latency_ms: float | None, report: DeliveryReport) -> None:
+    with outbox.transaction(db):
+        db.execute("UPDATE outbox SET status = 'dead', attempts = ?, last_error = ? WHERE id = ?", (attempt, error, row["id"]))
+        outbox.journal(db, now, row, attempt, "dead", error, latency_ms)
+    report.dead += 1
+
+
 def _failed(db: sqlite3.Connection, row: sqlite3.Row, retry: Retry, attempt: int, exc: SendFailed,
             now: dt.datetime, latency_ms: float, report: DeliveryReport) -> None:
+    if retry.max_attempts is not None and attempt >= retry.max_attempts:
+        _dead(db, row, attempt, exc.message, now, latency_ms, report)
+        return
+    delay = retry.delay(attempt)
+    if exc.retry_after is not None:
+        delay = max(delay, dt.timedelta(seconds=exc.retry_after))
+    nxt = stamp(now + delay)
     with outbox.transaction(db):
-        if retry.max_attempts is not None and attempt >= retry.max_attempts:
-            db.execute("UPDATE outbox SET status = 'dead', attempts = ?, last_error = ? WHERE id = ?",
-                       (attempt, exc.message, row["id"]))
-            outbox.journal(db, now, row, attempt, "dead", exc.message, latency_ms)
-            report.dead += 1
-            return
-        delay = retry.delay(attempt)
-        if exc.retry_after is not None:
-            delay = max(delay, dt.timedelta(seconds=exc.retry_after))
-        nxt = stamp(now + delay)
         db.execute("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
                    (attempt, nxt, exc.message, row["id"]))
         # the sink is down: its other rows wait for the same retry instead of each paying a timeout
