@@ -118,3 +118,19 @@ def test_integration_lookalikes_stay_quiet(detected: dict[str, Any]) -> None:
 def test_alert_volume_stays_small(detected: dict[str, Any]) -> None:
     # One campaign should give a handful of alerts to triage, not hundreds.
     assert len(detected["alerts"]) <= 15 * len(detected["labels"]["campaigns"]), _show(detected["alerts"])
+
+
+@pytest.mark.integration
+def test_insider_is_caught_at_its_first_export(detected: dict[str, Any]) -> None:
+    # The insider may export only once (one working day, one slice): a rule that needs repetition or
+    # volume misses them. The export of a full contact card (e-mail, phone, street address) of
+    # customers is raised within minutes of the campaign's first event, and only for the insider.
+    from crmguard.engine.rules import load_rules
+
+    names = {r.id: r.name for r in load_rules()}
+    [insider] = [c for c in detected["labels"]["campaigns"] if c["name"] == "insider"]
+    cards = [a for a in detected["alerts"] if names[a.rule_id] == "customer_contact_card_export"]
+    assert cards, f"no contact-card export alert; alerts:\n{_show(detected['alerts'])}"
+    assert all(_attributable(a, insider, detected["evidence"]) for a in cards), _show(cards)
+    first = min(a.first_seen for a in cards)
+    assert first - _ts(insider["start"]) <= dt.timedelta(minutes=10), _show(cards)
