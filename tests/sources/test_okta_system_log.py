@@ -158,3 +158,22 @@ def test_countries_are_iso_codes_and_unknown_names_stay(events) -> None:
                      "Argentina": "AR", "Japan": "JP", "Italy": "IT", "Romania": "RO", "Switzerland": "CH",
                      # Elastic's snipped record has the placeholder "Country": no country, kept as written.
                      "Country": "Country"}
+
+
+def test_any_country_name_okta_writes_becomes_its_code(events, sample_line, write_ndjson) -> None:
+    # A real sign-in (AppOmni line 7) and a Panther lower-case record (line 5), re-written with the
+    # country names Okta's geolocation uses; unknown names and placeholders pass through.
+    names = {"United States": "US", "South Korea": "KR", "Russia": "RU", "Vietnam": "VN", "Hong Kong": "HK",
+             "United Kingdom": "GB", "Czechia": "CZ", "Ivory Coast": "CI", "Türkiye": "TR", "Kosovo": "XK",
+             "Netherlands": "NL", "Réunion": "RE", "Atlantis": "Atlantis", "": None}
+    records = []
+    for i, name in enumerate(names):
+        for line, path in ((7, APPOMNI), (5, PANTHER)):
+            record = sample_line(path, line)
+            record["uuid"] = f"country-{i}-{line}"
+            record.setdefault("client", {}).setdefault("geographicalContext", {})["country"] = name
+            records.append(record)
+    rows = events(write_ndjson(records))
+    assert len(rows) == 2 * len(names)
+    got = {(r["record_id"], r["src_country"]) for r in rows}
+    assert got == {(f"country-{i}-{line}", code) for i, code in enumerate(names.values()) for line in (7, 5)}
