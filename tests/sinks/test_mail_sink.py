@@ -1,5 +1,6 @@
 """The e-mail sink against a real SMTP server on localhost (aiosmtpd): text + HTML, Message-ID from
-the idempotency key, a temporary refusal is retried, a server that is down delays delivery."""
+the idempotency key, a temporary refusal is retried, a server that is down delays delivery, STARTTLS
+with certificate verification and login (the test certificate is made with the openssl CLI)."""
 
 from __future__ import annotations
 
@@ -121,3 +122,42 @@ def test_refusal_and_server_down_delay_but_never_drop(state, smtp) -> None:
     report = deliver_due(db, config, now=T0 + dt.timedelta(seconds=90))
     assert (report.delivered, report.pending) == (1, 0) and len(box.messages) == 1
     assert [j["outcome"] for j in journal_rows(connect(db))] == ["failed", "failed", "delivered"]
+
+
+def test_starttls_and_login(state, tmp_path, monkeypatch) -> None:
+    import ssl
+    import subprocess
+
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    logins: list[tuple[str, str]] = []
+
+    def authenticator(server, session, envelope, mechanism, data) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        logins.append((data.login.decode(), data.password.decode()))
+        return AuthResult(success=data.password == b"pw")
+
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=_free_port(), tls_context=server_tls,
+                            require_starttls=True, authenticator=authenticator, auth_require_tls=True)
+    controller.start()
+    try:
+        db = state(make_alert(1))
+        config = parse_config({"sinks": [{"name": "mail", "type": "smtp", "host": "127.0.0.1", "port": controller.port,
+                                          "starttls": True, "username_env": "U", "password_env": "P",
+                                          "from": "crmguard@shop.example", "to": ["soc@shop.example"]}]},
+                              environ={"U": "crmguard", "P": "pw"})
+        enqueue(db, ["alert0001"], config)
+        failed = deliver_due(db, config, now=T0)  # certificate not trusted: no password is sent
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts our test CA through the default context
+        report = deliver_due(db, config, now=T0 + dt.timedelta(minutes=1))
+    finally:
+        controller.stop()
+    assert failed.failed == 1 and "SSLCertVerificationError" in failed.errors["mail"]
+    assert report.delivered == 1 and len(box.messages) == 1 and logins == [("crmguard", "pw")]
