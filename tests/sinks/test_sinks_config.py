@@ -82,6 +82,7 @@ def test_backoff_doubles_and_is_capped() -> None:
      "unique: a"),
     ({"sinks": [{"name": "a", "type": "file", "path": "x", "suppress_actor_for": "soon"}]},
      "sinks.0.file.suppress_actor_for", "duration"),
+    ({"sinks": [{"name": "a", "type": "file", "path": "x", "timeout": "5m"}]}, "sinks.0.file.timeout", "less than or equal"),
 ])
 def test_invalid_config_names_the_field(doc: dict, field: str | None, words: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -69,7 +69,8 @@ class _Sink(_Strict):
     exclude_rules: list[str] = Field(default_factory=list)
     suppress_actor_for: Optional[Duration] = None
     retry: Retry = Retry()
-    timeout: Duration = dt.timedelta(seconds=10)
+    timeout: Duration = Field(default=dt.timedelta(seconds=10), gt=dt.timedelta(0), le=dt.timedelta(seconds=60),
+                              description="Per network operation; at most 60 s, under the deliverer's claim lease.")
 
     def routes(self, rule_id: str, title: str, severity: str) -> bool:
         """True when an alert of this rule and severity goes to this sink."""

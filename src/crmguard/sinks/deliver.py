@@ -105,7 +105,8 @@ def _claim(db: sqlite3.Connection, row: sqlite3.Row, now: dt.datetime) -> bool:
 def deliver_due(db_path: str | Path, config: SinksConfig, now: dt.datetime | None = None,
                 budget_s: float | None = None, on_row: Callable[[int, int], None] | None = None) -> DeliveryReport:
     """Send every outbox row of ``db_path`` that is due at ``now`` (default: the current time) to
-    its sink in ``config``, most severe first, for at most ``budget_s`` seconds (None: no limit).
+    its sink in ``config``, most severe first, starting no send after ``budget_s`` seconds (None: no
+    limit; a send under way finishes, bounded by the sink's timeout).
     Applies actor suppression windows, records every attempt in the journal and schedules retries
     with the sink's backoff; ``on_row(done, total)`` is called after each due row (progress).
     Returns a :class:`DeliveryReport`; a sink that is down never raises."""
