@@ -90,14 +90,14 @@ class DeliveryReport:
 
 def _suppressor(db: sqlite3.Connection, row: sqlite3.Row, window: dt.timedelta, now: dt.datetime) -> str | None:
     found = db.execute(
-        "SELECT alert_id FROM outbox WHERE sink = ? AND actor = ? AND status = 'delivered' AND delivered_at >= ? "
+        "SELECT alert_id FROM alert_outbox WHERE sink = ? AND actor = ? AND status = 'delivered' AND delivered_at >= ? "
         "AND rank >= ? ORDER BY delivered_at DESC LIMIT 1",
         (row["sink"], row["actor"], stamp(now - window), row["rank"])).fetchall()
     return found[0][0] if found else None
 
 
 def _claim(db: sqlite3.Connection, row: sqlite3.Row, now: dt.datetime) -> bool:
-    cur = db.execute("UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at <= ?",
+    cur = db.execute("UPDATE alert_outbox SET next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at <= ?",
                      (stamp(now + LEASE), row["id"], stamp(now)))
     return cur.rowcount == 1
 
@@ -136,7 +136,7 @@ def deliver_due(db_path: str | Path, config: SinksConfig, now: dt.datetime | Non
                 by = _suppressor(db, row, sink.suppress_actor_for, now)
                 if by is not None:
                     with outbox.transaction(db):
-                        db.execute("UPDATE outbox SET status = 'suppressed', last_error = NULL WHERE id = ?", (row["id"],))
+                        db.execute("UPDATE alert_outbox SET status = 'suppressed', last_error = NULL WHERE id = ?", (row["id"],))
                         outbox.journal(db, now, row, attempt - 1, "suppressed",
                                        f"actor alerted within {sink.suppress_actor_for} by alert {by}")
                     report.suppressed += 1
@@ -157,11 +157,11 @@ def deliver_due(db_path: str | Path, config: SinksConfig, now: dt.datetime | Non
                 report.errors[sink.name] = failure.message
                 continue
             with outbox.transaction(db):
-                db.execute("UPDATE outbox SET status = 'delivered', attempts = ?, delivered_at = ?, last_error = NULL "
+                db.execute("UPDATE alert_outbox SET status = 'delivered', attempts = ?, delivered_at = ?, last_error = NULL "
                            "WHERE id = ?", (attempt, stamp(now), row["id"]))
                 outbox.journal(db, now, row, attempt, "delivered", detail, (time.monotonic() - started) * 1000)
             report.delivered += 1
-        totals = dict(db.execute("SELECT status, count(*) FROM outbox WHERE status IN ('pending', 'dead') "
+        totals = dict(db.execute("SELECT status, count(*) FROM alert_outbox WHERE status IN ('pending', 'dead') "
                                  "GROUP BY 1").fetchall())
         report.pending, report.dead_total = totals.get("pending", 0), totals.get("dead", 0)
     finally:
@@ -174,7 +174,7 @@ def deliver_due(db_path: str | Path, config: SinksConfig, now: dt.datetime | Non
 def _dead(db: sqlite3.Connection, row: sqlite3.Row, attempt: int, error: str, now: dt.datetime,
           latency_ms: float | None, report: DeliveryReport) -> None:
     with outbox.transaction(db):
-        db.execute("UPDATE outbox SET status = 'dead', attempts = ?, last_error = ? WHERE id = ?", (attempt, error, row["id"]))
+        db.execute("UPDATE alert_outbox SET status = 'dead', attempts = ?, last_error = ? WHERE id = ?", (attempt, error, row["id"]))
         outbox.journal(db, now, row, attempt, "dead", error, latency_ms)
     report.dead += 1
 
@@ -189,10 +189,10 @@ def _failed(db: sqlite3.Connection, row: sqlite3.Row, retry: Retry, attempt: int
         delay = max(delay, dt.timedelta(seconds=exc.retry_after))
     nxt = stamp(now + delay)
     with outbox.transaction(db):
-        db.execute("UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+        db.execute("UPDATE alert_outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
                    (attempt, nxt, exc.message, row["id"]))
         # the sink is down: its other rows wait for the same retry instead of each paying a timeout
-        db.execute("UPDATE outbox SET next_attempt_at = max(next_attempt_at, ?) WHERE sink = ? AND status = 'pending' "
+        db.execute("UPDATE alert_outbox SET next_attempt_at = max(next_attempt_at, ?) WHERE sink = ? AND status = 'pending' "
                    "AND id != ?", (nxt, row["sink"], row["id"]))
         outbox.journal(db, now, row, attempt, "failed", exc.message, latency_ms)
     report.failed += 1

@@ -1,9 +1,9 @@
-"""The outbox and the delivery journal: two tables in the state DB, beside ``alerts``.
+"""The alert outbox and delivery journal: two tables in the state DB, beside ``alerts``.
 
-``outbox`` holds one row per (alert, sink, version), UNIQUE, so enqueueing twice adds nothing.
-A row is ``pending`` until it is ``delivered``, ``suppressed`` (actor window) or ``dead`` (the
-sink's ``max_attempts`` ran out; only when the user set one). ``delivery_journal`` keeps one row per
-attempt or decision. Times are fixed-width ISO 8601 UTC strings, so text order is time order.
+``alert_outbox`` holds one row per (alert, sink, version), UNIQUE, so enqueueing twice adds
+nothing. A row is ``pending`` until it is ``delivered``, ``suppressed`` (actor window) or ``dead``
+(the sink's ``max_attempts`` ran out, only when the user set one; or the alert is gone).
+``alert_delivery_journal`` keeps one row per attempt or decision. Times are fixed-width ISO 8601 UTC strings, so text order is time order.
 
 Version: an alert is delivered once, in its first version (``version`` = 1). When detection later
 grows the alert in place (more events, later ``last_seen``), it is not sent again; the payload is
@@ -28,7 +28,7 @@ DUE_NOW = "0001-01-01T00:00:00.000000Z"
 """``next_attempt_at`` of a row never tried: due at any clock (the watcher may pass event time)."""
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
+CREATE TABLE IF NOT EXISTS alert_outbox (
     id INTEGER PRIMARY KEY,
     alert_id TEXT NOT NULL,
     sink TEXT NOT NULL,
@@ -45,9 +45,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered_at TEXT,
     UNIQUE (alert_id, sink, version)
 );
-CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
-CREATE INDEX IF NOT EXISTS outbox_by_actor ON outbox (sink, actor, status, delivered_at);
-CREATE TABLE IF NOT EXISTS delivery_journal (
+CREATE INDEX IF NOT EXISTS alert_outbox_due ON alert_outbox (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS alert_outbox_by_actor ON alert_outbox (sink, actor, status, delivered_at);
+CREATE TABLE IF NOT EXISTS alert_delivery_journal (
     id INTEGER PRIMARY KEY,
     at TEXT NOT NULL,
     sink TEXT NOT NULL,
@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS delivery_journal (
     detail TEXT,
     latency_ms REAL
 );
-CREATE INDEX IF NOT EXISTS journal_by_alert ON delivery_journal (alert_id, sink);
+CREATE INDEX IF NOT EXISTS alert_delivery_journal_by_alert ON alert_delivery_journal (alert_id, sink);
 """
 
 
@@ -103,7 +103,7 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def journal(db: sqlite3.Connection, at: dt.datetime, row: sqlite3.Row, attempt: int, outcome: str,
             detail: str | None, latency_ms: float | None = None) -> None:
     """Append one journal row for the outbox ``row``."""
-    db.execute("INSERT INTO delivery_journal (at, sink, alert_id, version, attempt, outcome, detail, latency_ms) "
+    db.execute("INSERT INTO alert_delivery_journal (at, sink, alert_id, version, attempt, outcome, detail, latency_ms) "
                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                (stamp(at), row["sink"], row["alert_id"], row["version"], attempt, outcome, detail, latency_ms))
 
@@ -111,14 +111,14 @@ def journal(db: sqlite3.Connection, at: dt.datetime, row: sqlite3.Row, attempt: 
 def status_counts(db: sqlite3.Connection) -> dict[str, dict[str, int]]:
     """Return ``{sink: {status: count}}`` over the outbox (every status present, zeros included)."""
     counts: dict[str, dict[str, int]] = {}
-    for sink, status, n in db.execute("SELECT sink, status, count(*) FROM outbox GROUP BY 1, 2 ORDER BY 1"):
+    for sink, status, n in db.execute("SELECT sink, status, count(*) FROM alert_outbox GROUP BY 1, 2 ORDER BY 1"):
         counts.setdefault(sink, dict.fromkeys(STATUSES, 0))[status] = n
     return counts
 
 
 def rows(db: sqlite3.Connection, status: str, limit: int = 100) -> list[dict]:
     """Return up to ``limit`` outbox rows with ``status`` (oldest first) as dicts, with the alert's title."""
-    sql = ("SELECT o.*, a.title FROM outbox o LEFT JOIN alerts a ON a.id = o.alert_id WHERE o.status = ? "
+    sql = ("SELECT o.*, a.title FROM alert_outbox o LEFT JOIN alerts a ON a.id = o.alert_id WHERE o.status = ? "
            "ORDER BY o.enqueued_at, o.id LIMIT ?")
     return [dict(r) for r in db.execute(sql, (status, limit)).fetchall()]
 
@@ -126,8 +126,8 @@ def rows(db: sqlite3.Connection, status: str, limit: int = 100) -> list[dict]:
 def journal_rows(db: sqlite3.Connection, alert_id: str | None = None) -> list[dict]:
     """Return the journal (for one alert, or all) in order, as dicts."""
     if alert_id is None:
-        return [dict(r) for r in db.execute("SELECT * FROM delivery_journal ORDER BY id").fetchall()]
-    return [dict(r) for r in db.execute("SELECT * FROM delivery_journal WHERE alert_id = ? ORDER BY id",
+        return [dict(r) for r in db.execute("SELECT * FROM alert_delivery_journal ORDER BY id").fetchall()]
+    return [dict(r) for r in db.execute("SELECT * FROM alert_delivery_journal WHERE alert_id = ? ORDER BY id",
                                         (alert_id,)).fetchall()]
 
 
@@ -147,7 +147,7 @@ def enqueue(db_path: str | Path, alert_ids: list[str], config: SinksConfig, now:
                   for a in alerts for sink in config.sinks if sink.routes(a["rule_id"], a["title"], a["severity"])]
         with transaction(db):
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO outbox (alert_id, sink, version, actor, severity, rank, first_seen, "
+            db.executemany("INSERT OR IGNORE INTO alert_outbox (alert_id, sink, version, actor, severity, rank, first_seen, "
                            "enqueued_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
             return db.total_changes - before
     finally:
@@ -170,7 +170,7 @@ def stored_alert_ids(db_path: str | Path, since: dt.datetime | None = None) -> l
 def due(db: sqlite3.Connection, now: dt.datetime) -> list[sqlite3.Row]:
     """Return the pending rows whose next attempt is at or before ``now``: most severe first, then
     oldest alert first (so an actor's worst alert is the one a suppression window lets through)."""
-    return db.execute("SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? "
+    return db.execute("SELECT * FROM alert_outbox WHERE status = 'pending' AND next_attempt_at <= ? "
                       "ORDER BY rank DESC, first_seen, id", (stamp(now),)).fetchall()
 
 
@@ -179,7 +179,7 @@ def retry_dead(db_path: str | Path, sink: str | None = None) -> int:
     db = connect(db_path)
     try:
         with transaction(db):
-            cur = db.execute("UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ? "
+            cur = db.execute("UPDATE alert_outbox SET status = 'pending', attempts = 0, next_attempt_at = ? "
                              "WHERE status = 'dead' AND (? IS NULL OR sink = ?)", (DUE_NOW, sink, sink))
             return cur.rowcount
     finally:
