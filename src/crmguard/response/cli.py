@@ -430,3 +430,97 @@ def _print_scope(s: dict) -> None:
         t.add_row(f["object"], f["field"], f["category"], f"{f['records_exact']:,}", "yes" if f["via_estimate"] else "",
                   "yes" if f["field_estimated"] else "")
     out.print(t)
+
+
+@incident_app.command("report")
+def report(
+    incident_id: IdArg,
+    phase: Annotated[str, typer.Option("--phase", help="initial or complementary (GDPR Art. 33(4)).")] = "initial",
+    fmt: Annotated[str, typer.Option("--format", help="md or html (print-ready).")] = "md",
+    out_file: Annotated[Optional[str], typer.Option("--out", help="Write here (default: <home>/incidents/<ID>/report-<phase>.<fmt>).")] = None,
+    late_reason: Annotated[Optional[str], typer.Option("--late-reason", help="Why the initial report is after the 72 h deadline.")] = None,
+    proposed: Annotated[Optional[list[str]], typer.Option("--proposed", help="A further proposed measure (repeatable).")] = None,
+    nature: Annotated[Optional[str], typer.Option("--nature", help="Describe the breach in your words (default: from the incident).")] = None,
+    draft: Annotated[bool, typer.Option("--draft", help="Render only: no register entry.")] = False,
+    by: ByOpt = None, home: HomeOpt = None, state: StateOpt = None,
+) -> int:
+    """Render the GDPR Art. 33 regulator report and file it in the breach register (unless --draft)."""
+    from crmguard.response.register import BreachRegister
+    from crmguard.response.report import file_report
+
+    if phase not in ("initial", "complementary"):
+        raise click.BadParameter("must be initial or complementary", param_hint="--phase")
+    if fmt not in ("md", "html"):
+        raise click.BadParameter("must be md or html", param_hint="--format")
+    ws = resolve(home, None, state)
+    store, register = _store(ws), BreachRegister(ws.state)
+    try:
+        path, ctx, entry = file_report(store, register, incident_id, phase, fmt, by or default_actor(),  # type: ignore[arg-type]
+                                       Path(out_file) if out_file else None, late_reason, list(proposed or []), nature, draft)
+    finally:
+        store.close()
+        register.close()
+    out.print(f"{'draft' if draft else phase} report: {path}" + (f" (register #{entry.seq})" if entry else ""))
+    if ctx["late"]:
+        out.print(f"[yellow]late[/yellow]: filed after the deadline {ctx['clocks']['deadline']}")
+    if ctx["controller_unset"]:
+        out.print(f"[yellow]contact point incomplete[/yellow]: {', '.join(ctx['controller_unset'])} still {PLACEHOLDER} "
+                  f"(crmguard incident controller {ctx['incident']['id']} ...)")
+    if not ctx["scope"]:
+        out.print(f"[yellow]not scoped yet[/yellow]: numbers are 'to be determined' (crmguard incident scope "
+                  f"{ctx['incident']['id']} --customers FILE)")
+    return 0
+
+
+@incident_app.command("decide")
+def decide_cmd(
+    incident_id: IdArg,
+    notify: Annotated[bool, typer.Option("--notify/--no-notify", help="The decision: notify, or not.")],
+    reason: Annotated[Optional[str], typer.Option("--reason", help="Why (required for --no-notify).")] = None,
+    audience: Annotated[str, typer.Option("--audience", help="authority (Art. 33) or subjects (Art. 34).")] = "authority",
+    by: ByOpt = None, home: HomeOpt = None, state: StateOpt = None,
+) -> int:
+    """Record a decision to notify or not to notify, with its reason, in the breach register."""
+    from crmguard.response.register import BreachRegister
+    from crmguard.response.report import decide
+
+    if audience not in ("authority", "subjects"):
+        raise click.BadParameter("must be authority or subjects", param_hint="--audience")
+    ws = resolve(home, None, state)
+    store, register = _store(ws), BreachRegister(ws.state)
+    try:
+        entry = decide(store, register, incident_id, by or default_actor(), notify, reason, audience)  # type: ignore[arg-type]
+    finally:
+        store.close()
+        register.close()
+    out.print(f"register #{entry.seq}: {entry.decision} ({entry.incident_id})")
+    return 0
+
+
+@incident_app.command("register")
+def register_cmd(
+    incident_id: Annotated[Optional[str], typer.Option("--incident", help="Only this incident's entries.")] = None,
+    home: HomeOpt = None, state: StateOpt = None, json_out: JsonOpt = False,
+) -> int:
+    """List the Art. 33(5) breach register (append-only): reports filed and notification decisions."""
+    from crmguard.response.register import BreachRegister
+
+    ws = resolve(home, None, state)
+    register = BreachRegister(ws.state)
+    try:
+        entries = register.entries(incident_id)
+    finally:
+        register.close()
+    if json_out:
+        _json([e.model_dump() for e in entries])
+        return 0
+    table = Table(title=f"breach register: {len(entries)} entries ({ws.state})")
+    for col in ("#", "recorded", "incident", "entry", "who", "reason / late", "document"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        what = f"report {e.phase}" if e.kind == "report" else e.decision or "decision"
+        why = e.reason or (f"late: {e.late_reason}" if e.late else "")
+        table.add_row(str(e.seq), e.recorded_at, e.incident_id, what, e.who, why or "-",
+                      f"{Path(e.document).name} {e.document_sha256[:12]}" if e.document and e.document_sha256 else "-")
+    out.print(table)
+    return 0
