@@ -133,3 +133,31 @@ detection:
     assert [i["id"] for i in json.loads(capsys.readouterr().out)] == [inc["id"]]
     assert main(["incident", "show", "INC-9999", "--home", home]) != EXIT_OK
     assert main(["incident", "open", "--home", home, "--from-alert", "nosuch"]) != EXIT_OK
+
+
+def test_cli_case_commands_journal_who_acted(tmp_path: Path, capsys) -> None:
+    home = str(tmp_path)
+    assert main(["incident", "open", "--home", home, "--actor", "ana@example.com", "--since", "2025-03-04",
+                 "--until", "2025-03-05", "--ip", "185.220.101.1", "--by", "alice", "--controller-name", "Valmont SA"]) == EXIT_OK
+    assert "no events of these actors" in " ".join(capsys.readouterr().err.split())  # empty lake: window unknown, said so
+    for args in (["observe", "INC-0001", "--ip", "95.216.30.179", "--app", "Data Loader"],
+                 ["observe", "INC-0001", "--ip", "185.220.101.1", "--remove"],
+                 ["controller", "INC-0001", "--contact-email", "privacy@valmont.example"],
+                 ["task", "add", "INC-0001", "Revoke tokens", "--owner", "bob"],
+                 ["task", "done", "INC-0001", "1"],
+                 ["note", "INC-0001", "App removed", "--at", "2025-03-05T10:00:00Z"],
+                 ["export", "INC-0001", "--csv"],
+                 ["close", "INC-0001", "--reason", "false positive"]):
+        by = [] if args[0] == "export" else ["--by", "bob"]  # export only writes files: not an action on the case
+        assert main(["incident", *args, "--home", home, *by]) == EXIT_OK, args
+    assert main(["incident", "scope", "INC-0001", "--home", home, "--customers", str(tmp_path / "none.csv"),
+                 "--by", "bob"]) != EXIT_OK
+    doc = json.loads((tmp_path / "incidents" / "INC-0001" / "incident.json").read_text())
+    assert doc["status"] == "closed" and doc["observables"]["ips"] == ["95.216.30.179"]
+    assert doc["controller"] == {"name": "Valmont SA", "contact_email": "privacy@valmont.example",
+                                 "dpo_email": PLACEHOLDER, "phone": PLACEHOLDER}
+    assert [(j["action"], j["who"]) for j in doc["journal"]] == [
+        ("open", "alice"), ("observe", "bob"), ("observe", "bob"), ("controller", "bob"), ("task_add", "bob"),
+        ("task_done", "bob"), ("note", "bob"), ("close", "bob"), ("scope", "bob")]
+    assert doc["journal"][-1]["result"] == "failed" and "customer export not found" in doc["journal"][-1]["detail"]["error"]
+    assert (tmp_path / "incidents" / "INC-0001" / "journal.csv").is_file()
