@@ -1,0 +1,116 @@
+"""Incremental rule evaluation: keep the events any rule can match in memory, so each batch scans
+only its new lake files and the rules then run over a small table instead of the whole look-back.
+
+Correlations look back up to days (``repeated_report_export``: 7 days), so running the pack over
+the raw lake each second would re-read days of events per batch. Instead, each new lake file is
+scanned once: events matching any rule's condition (allow-lists ignored, so the set is a superset of
+what any rule can match) go to the ``cand`` table, and for every user id the latest event naming
+it goes to ``idents``. :meth:`MatchCache.run` points the ``events`` view at ``cand`` plus those
+identity rows and calls the engine's ``run_rules`` unchanged: the engine's one scan finds exactly
+the matches it would find over the whole lake, and its identity table (latest username per user id)
+is the same, because the latest event per user id is in the view.
+
+A rule whose condition mentions ``actor`` (resolved through that identity table, which changes as
+events arrive) cannot be pre-filtered per event; with such a rule every event is kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from crmguard.engine.rules import ACTOR, Rule
+from crmguard.engine.run import Alert, run_rules
+from crmguard.lake import Lake
+from crmguard.sources.sql import connect
+
+
+@dataclass(frozen=True)
+class NewEvents:
+    """The events of a batch's new lake files: how many, their time range, how many are late."""
+
+    count: int
+    min_time: dt.datetime | None
+    max_time: dt.datetime | None
+    late: int
+
+
+def _mentions_actor(condition: str) -> bool:
+    return re.search(rf'(?<![\w.]){ACTOR}(?!\w)', condition) is not None
+
+
+class MatchCache:
+    """Candidate events of ``lake`` for ``rules`` (see the module doc), enriched from ``intel_dir``
+    when it holds intel files, in an in-memory DuckDB database."""
+
+    def __init__(self, lake: Lake, rules: list[Rule], intel_dir: Path | None = None) -> None:
+        from crmguard.intel import load, register_macros
+
+        self.lake = lake
+        self.rules = rules
+        (lake.root / "_tmp").mkdir(parents=True, exist_ok=True)
+        self.con = connect(temp_dir=str(lake.root / "_tmp"))
+        register_macros(self.con)
+        intel = load(intel_dir) if intel_dir is not None else None
+        self.intel = intel if intel is not None and not intel.empty else None
+        conds = [r.condition for r in rules if r.condition]
+        keep_all = any(_mentions_actor(c) for c in conds)
+        self.hit = "true" if keep_all else (" OR ".join(f"coalesce(({c}), false)" for c in conds) or "false")
+        self.ready = False
+
+    def _fresh_view(self, files: list[str]) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW fresh_lake AS {self.lake.events_sql(files)}")
+        if self.intel is not None:
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW fresh AS {self.intel.enrich_sql(self.con, 'fresh_lake')}")
+        else:
+            self.con.execute("CREATE OR REPLACE TEMP VIEW fresh AS SELECT * FROM fresh_lake")
+        if not self.ready:
+            self.con.execute("CREATE TABLE cand AS SELECT * FROM fresh WHERE false")
+            self.con.execute("CREATE TABLE idents AS SELECT * FROM fresh WHERE false")
+            self.ready = True
+
+    def add(self, files: list[str], watermark: dt.datetime | None = None) -> NewEvents:
+        """Scan the lake ``files`` (new to the cache) once: keep their candidate events and identity
+        rows. Returns their count, time range and how many lie before ``watermark`` (late)."""
+        self._fresh_view(files)
+        if not files:
+            return NewEvents(0, None, None, 0)
+        mark = f"TIMESTAMPTZ '{watermark.isoformat()}'" if watermark else "NULL"
+        n, lo, hi, late = self.con.execute(
+            f"SELECT count(*), min(time), max(time), count(*) FILTER (WHERE time < {mark}) FROM fresh"
+        ).fetchall()[0]
+        self.con.execute(f"INSERT INTO cand SELECT * FROM fresh WHERE {self.hit}")
+        self.con.execute(
+            "INSERT INTO idents SELECT * FROM fresh WHERE user_id IS NOT NULL AND username IS NOT NULL "
+            "QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY time DESC, event_id) = 1"
+        )
+        # Keep one identity row per user id: its latest event (the engine's arg_max(username, time)).
+        self.con.execute(
+            "DELETE FROM idents WHERE rowid IN (SELECT rowid FROM (SELECT rowid, row_number() OVER "
+            "(PARTITION BY user_id ORDER BY time DESC, event_id) AS k FROM idents) WHERE k > 1)"
+        )
+        return NewEvents(n, lo, hi, late)
+
+    def run(self, since: dt.datetime | None) -> list[Alert]:
+        """Run the rules over the candidate events at or after ``since``; returns the alerts."""
+        if not self.ready:
+            return []
+        self.con.execute(
+            "CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM cand UNION ALL "
+            "SELECT * FROM idents i WHERE NOT EXISTS (SELECT 1 FROM cand c WHERE c.event_id = i.event_id)"
+        )
+        return run_rules(self.con, self.rules, since, None)
+
+    def size(self) -> tuple[int, int]:
+        """Rows held: (candidate events, identity rows)."""
+        if not self.ready:
+            return 0, 0
+        return (self.con.execute("SELECT count(*) FROM cand").fetchall()[0][0],
+                self.con.execute("SELECT count(*) FROM idents").fetchall()[0][0])
+
+    def close(self) -> None:
+        """Close the in-memory database."""
+        self.con.close()
+

@@ -1,0 +1,275 @@
+"""The watch loop: claim inputs, ingest them in micro-batches, evaluate the rules incrementally,
+store alerts, hand them to delivery, then record progress.
+
+One batch, in this order (the order is what makes kill -9 safe):
+
+1. claim new inbox files into the spool (atomic rename);
+2. ingest the spooled inputs into the lake (HTTP NDJSON bodies concatenated into one file per
+   batch; ingest skips events already stored, by event id);
+3. find the lake files not yet evaluated (this batch's, and any a crashed run wrote) and scan them
+   into the :class:`~crmguard.realtime.matches.MatchCache`;
+4. run the rules over the window :mod:`crmguard.realtime.window` computes, store the alerts the new
+   events can have changed (ids are deterministic: a replay creates nothing), mark superseded
+   episodes, enqueue the alerts for delivery (idempotent);
+5. record the batch done (lake files, spool receipts, watermark) in one state-DB transaction;
+6. delete the spooled inputs.
+
+A crash before 5 replays the batch after restart; a crash after 5 leaves only spool files whose
+receipts are recorded, which the restart deletes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crmguard.alerts.store import Store
+from crmguard.engine.rules import load_rules
+from crmguard.errors import CrmguardError
+from crmguard.ingest import ingest
+from crmguard.lake import Lake
+from crmguard.realtime.matches import MatchCache
+from crmguard.realtime.metrics import Metrics
+from crmguard.realtime.progress import BatchRecord, Progress
+from crmguard.realtime.spool import Spool, SpoolFile
+from crmguard.realtime.window import lookback, superseded, to_store, window_start
+
+KILL_AT_ENV = "CRMGUARD_WATCH_KILL_AT"
+"""Test hook: ``<stage>:<n>`` makes the process SIGKILL itself at ``stage`` of its n-th batch
+(stages: ``ingested``, ``stored``, ``committed``), to prove crash safety at exact points."""
+
+
+@dataclass
+class WatchOptions:
+    """Where the watcher reads and writes, and how often it works."""
+
+    lake: Path
+    state: Path
+    spool: Path
+    inbox: Path | None = None
+    interval_s: float = 1.0
+    status_every_s: float = 10.0
+    rule_dirs: list[Path] = field(default_factory=list)
+    intel_dir: Path | None = None
+    sinks: object | None = None
+    max_batch_bytes: int = 256 << 20
+    inbox_min_age_s: float = 0.0
+    stuck_after_s: float = 60.0
+
+
+def _kill_point(stage: str, batch: int) -> None:
+    spec = os.environ.get(KILL_AT_ENV)
+    if spec and spec == f"{stage}:{batch}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Watcher:
+    """Real-time detection over ``options`` (see the module doc). Call :meth:`recover` once, then
+    :meth:`step` per batch, or :meth:`run` for the loop."""
+
+    def __init__(self, options: WatchOptions, log: Callable[[str], None] | None = None) -> None:
+        self.options = options
+        self.log = log or (lambda line: None)
+        self.lake = Lake(options.lake)
+        self.spool = Spool(options.spool)
+        self.progress = Progress(options.state)
+        self.rules = load_rules(options.rule_dirs or None)
+        self.correlation_ids = [r.id for r in self.rules if r.correlation]
+        self.metrics = Metrics()
+        self.cache = MatchCache(self.lake, self.rules, options.intel_dir)
+        self.processed: set[str] = set()
+        self.wake = threading.Event()
+        self.delivered = threading.Event()
+        self._recovered = False
+
+    # --- start-up ------------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Start-up: drop unacknowledged partial bodies, delete spool inputs a previous run finished,
+        and load the candidate events of every lake file already evaluated."""
+        self.spool.clean()
+        done = self.progress.done_receipts()
+        self.spool.remove([f for f in self.spool.pending() if f.receipt in done])
+        lake_files = set(self.lake.event_files())
+        self.processed = self.progress.processed_files() & lake_files
+        self.cache.add(sorted(self.processed))
+        self._refresh_gauges()
+        self._recovered = True
+
+    # --- one batch -----------------------------------------------------------------------------
+
+    def step(self) -> BatchRecord | None:
+        """Run one micro-batch over whatever is waiting; returns what it did, or None when there was
+        nothing to do. Errors in single inputs are quarantined or reported; an error that stops the
+        batch (engine, lake) propagates and nothing is recorded, so the next step retries it."""
+        if not self._recovered:
+            self.recover()
+        if self.options.inbox is not None:
+            self.spool.claim(self.options.inbox, self.options.inbox_min_age_s)
+        inputs = self.spool.pending(self.options.max_batch_bytes)
+        unseen = [f for f in self.lake.event_files() if f not in self.processed]
+        if not inputs and not unseen:
+            self._refresh_gauges()
+            return None
+        batch_id = self.progress.next_batch()
+        record = BatchRecord(started=time.time(), inputs=len(inputs))
+        duplicates = self._ingest(inputs, record)
+        _kill_point("ingested", batch_id)
+        new_files = [f for f in self.lake.event_files() if f not in self.processed]
+        new = self.cache.add(new_files, self.progress.watermark())
+        record.events, record.late, record.min_new, record.max_new = new.count, new.late, new.min_time, new.max_time
+        saved_ids: list[str] = []
+        if new.min_time is not None:
+            saved_ids = self._detect(new.min_time, record)
+        _kill_point("stored", batch_id)
+        if saved_ids and self.options.sinks is not None:
+            from crmguard.sinks.outbox import enqueue
+
+            enqueue(self.options.state, saved_ids, self.options.sinks)  # type: ignore[arg-type]
+        record.done = time.time()
+        self.progress.commit(batch_id, record, new_files, inputs)
+        _kill_point("committed", batch_id)
+        self.processed.update(new_files)
+        self.spool.remove(inputs)
+        lag = max((record.done - f.arrived for f in inputs), default=0.0)
+        self.metrics.batch(record.events, duplicates, record.late, record.created, record.updated,
+                           record.done - record.started, lag)
+        self._refresh_gauges()
+        if saved_ids:
+            self.delivered.set()
+        return record
+
+    def _ingest(self, inputs: list[SpoolFile], record: BatchRecord) -> int:
+        """Ingest the spooled ``inputs``; returns how many events were duplicates. Inputs that
+        cannot be read at all are moved to ``<spool>/failed`` and reported."""
+        if not inputs:
+            return 0
+        bodies = [f for f in inputs if f.kind == "ndjson"]
+        paths = [str(f.path) for f in inputs if f.kind != "ndjson"]
+        combined = None
+        if bodies:
+            # One file per batch: ingest's fixed cost (dedup against the partitions) is paid once.
+            combined = self.spool.tmp / f"batch-{time.time_ns()}.ndjson"
+            with open(combined, "wb") as out:
+                for f in bodies:
+                    with open(f.path, "rb") as fh:
+                        out.write(fh.read())
+            paths.append(str(combined))
+        try:
+            summary = ingest(paths, self.lake)
+        finally:
+            if combined is not None:
+                combined.unlink(missing_ok=True)
+        for f in summary.failed:
+            self.log(f"watch: could not ingest {Path(f.path).name}: {f.error or 'every record quarantined'}")
+            if f.error and combined is not None and f.path != str(combined):
+                failed = self.spool.root / "failed"
+                failed.mkdir(exist_ok=True)
+                src = Path(f.path)
+                if src.exists():
+                    os.replace(src, failed / src.name)
+        record.detail = {"ingest": summary.total.as_dict(), "failed": [f.path for f in summary.failed]}
+        return summary.total.duplicate
+
+    def _detect(self, min_new: dt.datetime, record: BatchRecord) -> list[str]:
+        """Run the rules over the window the new events need; store what they can have changed.
+        Returns the ids of the alerts stored."""
+        span = lookback(self.rules)
+        stored = self.progress.open_episodes(self.correlation_ids, min_new - span)
+        since = window_start(min_new, self.rules, stored)
+        alerts = to_store(self.cache.run(since), min_new)
+        store = Store(self.options.state)
+        try:
+            result = store.save(alerts)
+        finally:
+            store.close()
+        corr = [a for a in alerts if a.rule_id in self.correlation_ids]
+        stale = superseded(corr, self.progress.open_episodes(self.correlation_ids, since)) if corr else []
+        record.superseded = self.progress.supersede(stale) if stale else 0
+        record.window_start = since
+        record.alerts, record.created, record.updated = len(alerts), result.created, result.updated
+        return [a.id for a in alerts]
+
+    def _refresh_gauges(self) -> None:
+        m = self.metrics
+        m.spool_files, m.spool_bytes = self.spool.depth()
+        mark = self.progress.watermark()
+        m.watermark = mark.isoformat().replace("+00:00", "Z") if mark else None
+        m.alerts_open = int(self.progress.totals()["alerts"])
+        m.heartbeat = time.time()
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, once: bool = False) -> int:
+        """Run batches until ``stop`` is set (finishing the current batch), or, with ``once``,
+        until nothing is waiting. A batch starts ``interval_s`` after the previous one started (at
+        once when that one took longer). Prints a status line every ``status_every_s`` seconds
+        through ``log``. Returns the number of batches run."""
+        if not self._recovered:
+            self.recover()
+        runs = 0
+        next_status = time.monotonic() + self.options.status_every_s
+        deliverer = None
+        if self.options.sinks is not None and not once:
+            deliverer = threading.Thread(target=self._deliver_forever, args=(stop,), name="deliver", daemon=True)
+            deliverer.start()
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                record = self.step()
+            except CrmguardError as exc:
+                self.metrics.batch_errors += 1
+                self.metrics.last_error = str(exc)
+                self.log(f"watch: batch failed, will retry: {exc}")
+                record = None
+                if once:
+                    raise
+            else:
+                self.metrics.last_error = None if record else self.metrics.last_error
+            self.metrics.heartbeat = time.time()
+            if record is not None:
+                runs += 1
+            elif once:
+                break
+            if time.monotonic() >= next_status:
+                self.log(self.metrics.status_line())
+                next_status = time.monotonic() + self.options.status_every_s
+            if once:
+                continue
+            pause = self.options.interval_s - (time.monotonic() - began)
+            if pause > 0:
+                stop.wait(pause)
+        if once and self.options.sinks is not None:
+            self._deliver_once()
+        if deliverer is not None:
+            self.delivered.set()
+            deliverer.join(timeout=30)
+        return runs
+
+    def _deliver_once(self, budget_s: float | None = None) -> None:
+        from crmguard.sinks.deliver import deliver_due
+
+        report = deliver_due(self.options.state, self.options.sinks, budget_s=budget_s)  # type: ignore[arg-type]
+        self.metrics.delivered += report.delivered
+        self.metrics.delivery_failed += report.failed
+
+    def _deliver_forever(self, stop: threading.Event) -> None:
+        """Deliver due outbox rows after every batch that stored alerts, and every interval (retries)."""
+        while not stop.is_set():
+            self.delivered.wait(max(self.options.interval_s, 0.05))
+            self.delivered.clear()
+            try:
+                self._deliver_once(budget_s=max(self.options.interval_s, 1.0))
+            except CrmguardError as exc:
+                self.log(f"watch: delivery failed, will retry: {exc}")
+
+    def close(self) -> None:
+        """Release the state DB and the in-memory cache."""
+        self.progress.close()
+        self.cache.close()
