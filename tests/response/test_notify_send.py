@@ -95,12 +95,15 @@ def test_permanent_failure_is_recorded_and_not_retried(tmp_path: Path) -> None:
     assert rows["003B"]["status"] == "sent"
 
 
-def _leave_in_flight(home: Path, customer_id: str) -> str:
-    """What a sender killed during DATA leaves behind: the row claimed and committed as ``sending``."""
+def _leave_in_flight(home: Path, customer_id: str, data_started: bool = True) -> str:
+    """What a sender killed mid-transaction leaves: the row claimed (``sending``) and, once its DATA
+    started, ``data_at`` set. Returns the row's Message-ID."""
     with Outbox(home / "state.db") as outbox:
         row = next(Row(**{k: r[k] for k in Row.__dataclass_fields__}) for r in outbox.rows(INCIDENT_ID)
                    if r["customer_id"] == customer_id)
-        assert outbox.mark_sending(row)
+        assert outbox.claim([row], outbox.start_run(INCIDENT_ID)) == [row]
+        if data_started:
+            outbox.mark_data(row)
         return row.message_id
 
 
@@ -207,6 +210,36 @@ def test_bounces_from_dsn_mbox_and_list(tmp_path: Path, capsys) -> None:
     assert {c: r["status"] for c, r in rows.items()} == {"003A": "bounced", "003B": "bounced", "003C": "bounced",
                                                         "003D": "sent"}
     assert rows["003A"]["last_error"].startswith("5.1.1 smtp; 550 5.1.1")
+
+
+def test_claimed_rows_whose_data_never_started_are_simply_queued_again(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    write_incident(home, [customer("003A", "en", "GB"), customer("003B", "en", "GB")])
+    with Outbox(home / "state.db") as outbox:
+        outbox.enqueue(INCIDENT_ID, home / "incidents" / INCIDENT_ID / "affected_customers.parquet", "v1",
+                       ("en",), "maison-exemple.com")
+    _leave_in_flight(home, "003A", data_started=False)
+    _leave_in_flight(home, "003B", data_started=True)
+    with Outbox(home / "state.db") as outbox:
+        assert outbox.recover(INCIDENT_ID) == 1
+        rows = {r["customer_id"]: r for r in outbox.rows(INCIDENT_ID)}
+    assert (rows["003A"]["status"], rows["003A"]["attempts"]) == ("pending", 0)
+    assert rows["003B"]["status"] == "unknown"
+
+
+def test_after_a_reboot_every_claimed_row_is_unknown(tmp_path: Path, monkeypatch) -> None:
+    import crmguard.response.outbox as outbox_module
+
+    home = tmp_path / "home"
+    write_incident(home, [customer("003A", "en", "GB")])
+    with Outbox(home / "state.db") as outbox:
+        outbox.enqueue(INCIDENT_ID, home / "incidents" / INCIDENT_ID / "affected_customers.parquet", "v1",
+                       ("en",), "maison-exemple.com")
+    _leave_in_flight(home, "003A", data_started=False)
+    monkeypatch.setattr(outbox_module, "current_boot", lambda: "another-boot")
+    with Outbox(home / "state.db") as outbox:
+        assert outbox.recover(INCIDENT_ID) == 1  # its data_at mark may have been lost with the page cache
+        assert outbox.rows(INCIDENT_ID)[0]["status"] == "unknown"
 
 
 def test_missing_incident_files_name_the_file_and_the_command(tmp_path: Path, capsys) -> None:

@@ -1,7 +1,8 @@
 """Sending notices: an SMTP client that tells sent / temporary / permanent / unknown apart, a token
 bucket, and the delivery run that drives the outbox.
 
-One message is in flight at a time on one reused connection. The SMTP dialogue is driven step by
+One message is in flight at a time on one reused connection (see :mod:`crmguard.response.outbox`
+for what is committed when). The SMTP dialogue is driven step by
 step (MAIL, RCPT, DATA) so a failure is classified by where it happened: a refusal or a dropped
 connection before the message data went out means "not delivered" (retry later or give up); a
 connection lost after the data went out but before the server's reply means nobody knows, and the
@@ -11,7 +12,6 @@ row becomes ``unknown`` rather than being retried blindly.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import getpass
 import random
 import smtplib
@@ -19,7 +19,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email.message import EmailMessage
+from email.message import Message
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Optional
@@ -36,7 +36,7 @@ from crmguard.response.notices import (
     load_incident,
     require_incident_files,
 )
-from crmguard.response.outbox import FINAL, Outbox, Row
+from crmguard.response.outbox import FINAL, Outbox, Row, incident_lock
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,10 @@ class Mailer:
         self.sent_on_connection = 0
         return smtp
 
-    def send(self, msg: EmailMessage, sender: str, recipient: str) -> Delivery:
+    def send(self, msg: Message, sender: str, recipient: str,
+             before_data: Optional[Callable[[], None]] = None) -> Delivery:
         """Send ``msg`` from envelope ``sender`` to the single ``recipient``; returns the outcome.
+        ``before_data()`` is called once the server accepted the recipient, right before DATA.
 
         ``temporary``: refused with 4xx or no connection before the data was sent (safe to retry);
         ``permanent``: refused with 5xx; ``unknown``: the connection failed after the data went out;
@@ -165,6 +167,8 @@ class Mailer:
                 self._drop()
                 return Delivery("temporary", f"no SMTP session: {exc}")
             break
+        if before_data:
+            before_data()
         try:
             code, text = self.smtp.data(data)
         except smtplib.SMTPDataError as exc:  # DATA itself refused: the message was not sent
@@ -262,17 +266,6 @@ def journal(home: Path, state: Path, incident_id: str, action: str, result: str,
         store.close()
 
 
-def _lock(state: Path, incident_id: str):
-    path = state.with_name(f"{state.name}.notify-{incident_id}.lock")
-    handle = path.open("w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
-        handle.close()
-        raise NotificationError(f"another `crmguard notify send {incident_id}` is running", file=str(path)) from exc
-    return handle
-
-
 def read_customers(path: Path) -> dict[str, Customer]:
     columns = ["customer_id", "first_name", "last_name", "email", "country", "language", "brand", "fields_exposed", "exact"]
     try:
@@ -306,85 +299,82 @@ def send_notices(home: Path, state: Path, incident_id: str, settings: SmtpSettin
     rng = random.Random(options.seed)
     bucket = TokenBucket(options.rate, sleep=sleep)
     result = SendResult()
-    lock = _lock(Path(state), incident_id)
-    try:
-        with Outbox(state) as outbox:
-            added = outbox.enqueue(incident_id, customers_path, options.version, renderer.languages,
-                                   envelope_from.rsplit("@", 1)[1])
-            result.enqueued, result.without_address = added.added, added.without_address
-            result.recovered_unknown = outbox.recover(incident_id)
-            if options.resend_unknown:
-                outbox.resend_unknown(incident_id)
-            before = outbox.report(incident_id).by_status
-            total = before["pending"] + before["failed_temp"]
-            journal(home, state, incident_id, "notify send started", "started",
-                    {"smtp": f"{settings.host}:{settings.port}", "version": options.version, "rate": options.rate,
-                     "enqueued": added.added, "to_send": total, "recovered_unknown": result.recovered_unknown,
-                     "resend_unknown": options.resend_unknown})
-            done = 0
-            if on_progress:
-                on_progress(done, total)
-            with Mailer(settings) as mailer:
-                while True:
-                    rows = outbox.due(incident_id, options.version, options.max_attempts)
-                    if not rows:
-                        wait = outbox.next_retry_at(incident_id, options.version, options.max_attempts)
-                        if wait is None:
-                            break
-                        mailer.close()  # do not hold the server's connection while backing off
-                        sleep(max(0.0, (wait - dt.datetime.now(dt.UTC)).total_seconds()))
+    with incident_lock(Path(state), incident_id), Outbox(state) as outbox:
+        added = outbox.enqueue(incident_id, customers_path, options.version, renderer.languages,
+                               envelope_from.rsplit("@", 1)[1])
+        result.enqueued, result.without_address = added.added, added.without_address
+        result.recovered_unknown = outbox.recover(incident_id)
+        if options.resend_unknown:
+            outbox.resend_unknown(incident_id)
+        before = outbox.report(incident_id).by_status
+        total = before["pending"] + before["failed_temp"]
+        journal(home, state, incident_id, "notify send started", "started",
+                {"smtp": f"{settings.host}:{settings.port}", "version": options.version, "rate": options.rate,
+                 "enqueued": added.added, "to_send": total, "recovered_unknown": result.recovered_unknown,
+                 "resend_unknown": options.resend_unknown})
+        done = 0
+        if on_progress:
+            on_progress(done, total)
+        run_id = outbox.start_run(incident_id)
+        # Claim about a second's worth of rows per durable commit: a power cut leaves at most that
+        # many rows unknown, a killed process only the one whose DATA had started.
+        batch = max(1, min(100, int(options.rate))) if options.rate > 0 else 100
+        with Mailer(settings) as mailer:
+            while True:
+                rows = outbox.due(incident_id, options.version, options.max_attempts, limit=batch)
+                if not rows:
+                    wait = outbox.next_retry_at(incident_id, options.version, options.max_attempts)
+                    if wait is None:
+                        break
+                    mailer.close()  # do not hold the server's connection while backing off
+                    sleep(max(0.0, (wait - dt.datetime.now(dt.UTC)).total_seconds()))
+                    continue
+                # Everything that can fail without the server happens before rows are claimed.
+                messages = {}
+                for row in rows:
+                    customer = customers.get(row.customer_id)
+                    if customer is None:
+                        outbox.mark(row, "failed_perm", "customer no longer in affected_customers.parquet")
+                        result.permanent += 1
+                        done += 1
                         continue
-                    for row in rows:
-                        final = _send_one(outbox, mailer, renderer, incident, customers, row, sender, envelope_from,
-                                          options, bucket, rng, result)
-                        if final:
-                            done += 1
-                            if on_progress:
-                                on_progress(done, total)
-            report = outbox.report(incident_id)
-            result.counts = report.by_status
-            result.unknown_waiting = report.by_status["unknown"]
-            result.outstanding = report.total - sum(report.by_status[s] for s in FINAL)
-            journal(home, state, incident_id, "notify send finished",
-                    "complete" if not result.outstanding else "incomplete",
-                    {"delivered": result.delivered, "temporary": result.temporary, "permanent": result.permanent,
-                     "unknown": result.unknown, "by_status": report.by_status})
-    finally:
-        lock.close()
+                    notice = renderer.render(incident, customer, row.language)
+                    messages[row.customer_id] = build_message(
+                        notice, sender=sender, recipient=row.email, message_id=row.message_id,
+                        reply_to=incident.controller.contact_email)
+                for row in outbox.claim([r for r in rows if r.customer_id in messages], run_id):
+                    bucket.take()
+                    if _send_one(outbox, mailer, row, messages[row.customer_id], envelope_from, options, rng, result):
+                        done += 1
+                    if on_progress:
+                        on_progress(done, total)
+        report = outbox.report(incident_id)
+        result.counts = report.by_status
+        result.unknown_waiting = report.by_status["unknown"]
+        result.outstanding = report.total - sum(report.by_status[s] for s in FINAL)
+        journal(home, state, incident_id, "notify send finished",
+                "complete" if not result.outstanding else "incomplete",
+                {"delivered": result.delivered, "temporary": result.temporary, "permanent": result.permanent,
+                 "unknown": result.unknown, "by_status": report.by_status})
     return result
 
 
-def _send_one(outbox: Outbox, mailer: Mailer, renderer: NoticeRenderer, incident, customers: dict[str, Customer],
-              row: Row, sender: str, envelope_from: str, options: SendOptions, bucket: TokenBucket,
-              rng: random.Random, result: SendResult) -> bool:
-    """Send one row; returns True when the row reached an outcome no retry in this run changes."""
-    customer = customers.get(row.customer_id)
-    if customer is None:
-        outbox.mark(row, "failed_perm", "customer no longer in affected_customers.parquet")
-        result.permanent += 1
-        return True
-    # Everything that can fail without the server happens before the row is marked in flight.
-    notice = renderer.render(incident, customer, row.language)
-    msg = build_message(notice, sender=sender, recipient=row.email, message_id=row.message_id,
-                        reply_to=incident.controller.contact_email)
-    bucket.take()
-    if not outbox.mark_sending(row):
-        return False
-    delivery = mailer.send(msg, envelope_from, row.email)
-    if delivery.status == "sent":
-        outbox.mark(row, "sent", delivery.reply)
-        result.delivered += 1
-        return True
-    if delivery.status == "unknown":
-        outbox.mark(row, "unknown", delivery.reply)
-        result.unknown += 1
-        return True
-    attempts = row.attempts + 1
-    if delivery.status == "permanent":
-        outbox.mark(row, "failed_perm", delivery.reply)
-        result.permanent += 1
+def _send_one(outbox: Outbox, mailer: Mailer, row: Row, msg: Message, envelope_from: str,
+              options: SendOptions, rng: random.Random, result: SendResult) -> bool:
+    """Send one claimed row and record the outcome; returns True when no retry in this run will
+    change it."""
+    delivery = mailer.send(msg, envelope_from, row.email, before_data=lambda: outbox.mark_data(row))
+    if delivery.status in ("sent", "unknown", "permanent"):
+        outbox.mark(row, {"permanent": "failed_perm"}.get(delivery.status, delivery.status), delivery.reply)
+        if delivery.status == "sent":
+            result.delivered += 1
+        elif delivery.status == "unknown":
+            result.unknown += 1
+        else:
+            result.permanent += 1
         return True
     result.temporary += 1
+    attempts = row.attempts + 1
     delay = backoff(attempts, options.retry_base, options.retry_cap, rng)
     outbox.mark(row, "failed_temp", delivery.reply, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay))
     return attempts >= options.max_attempts

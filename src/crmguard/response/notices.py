@@ -13,10 +13,14 @@ language of their ``country`` (:data:`COUNTRY_LANGUAGE`), else English.
 from __future__ import annotations
 
 import datetime as dt
+import email.charset
 import email.utils
 import json
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from functools import cache
 from pathlib import Path
 from typing import Any, Optional
@@ -240,21 +244,31 @@ class NoticeRenderer:
         return Notice(language, self.version, subject, text, html)
 
 
+# Latin text stays readable on the wire as quoted-printable; CJK text is shorter in base64.
+_QP = email.charset.Charset("utf-8")
+_QP.body_encoding = email.charset.QP
+_B64 = email.charset.Charset("utf-8")
+
+
 def build_message(notice: Notice, *, sender: str, recipient: str, message_id: str,
-                  reply_to: Optional[str] = None, date: Optional[dt.datetime] = None) -> EmailMessage:
-    """Return the notice as a UTF-8 multipart/alternative :class:`EmailMessage` (text, then HTML)
-    with ``Message-ID`` set to ``message_id`` and ``Content-Language`` to the notice's language."""
-    msg = EmailMessage()
-    msg["From"] = sender
+                  reply_to: Optional[str] = None, date: Optional[dt.datetime] = None) -> Message:
+    """Return the notice as a UTF-8 multipart/alternative message (text, then HTML), 7-bit clean
+    (RFC 2047 headers, quoted-printable or base64 bodies), with ``Message-ID`` set to ``message_id``
+    and ``Content-Language`` to the notice's language.
+
+    Built with the ``email.mime`` classes (compat32 policy), which build a message several times
+    faster than ``EmailMessage``'s header registry: this runs once per customer."""
+    charset = _B64 if notice.language in ("ja", "zh") else _QP
+    msg = MIMEMultipart("alternative")
+    name, address = email.utils.parseaddr(sender)
+    msg["From"] = email.utils.formataddr((name, address), charset="utf-8")
     msg["To"] = recipient
     if reply_to:
         msg["Reply-To"] = reply_to
-    msg["Subject"] = notice.subject
+    msg["Subject"] = notice.subject if notice.subject.isascii() else Header(notice.subject, "utf-8", header_name="Subject")
     msg["Date"] = email.utils.format_datetime(date or dt.datetime.now(dt.UTC))
     msg["Message-ID"] = message_id
-    # base64 keeps CJK text compact; quoted-printable keeps Latin text readable in raw form.
-    cte = "base64" if notice.language in ("ja", "zh") else "quoted-printable"
-    msg.set_content(notice.text, subtype="plain", charset="utf-8", cte=cte)
-    msg.add_alternative(notice.html, subtype="html", charset="utf-8", cte=cte)
-    msg["Content-Language"] = notice.language  # after set_content, which drops Content-* headers
+    msg["Content-Language"] = notice.language
+    msg.attach(MIMEText(notice.text, "plain", charset))
+    msg.attach(MIMEText(notice.html, "html", charset))
     return msg

@@ -140,12 +140,11 @@ def reconcile(
 ) -> int:
     """Settle notices whose outcome is unknown by their Message-ID: found in FILE means delivered."""
     from crmguard.response.mailer import journal
-    from crmguard.response.outbox import Outbox, read_delivered_ids
+    from crmguard.response.outbox import read_delivered_ids, reconcile_notices
 
     ws = resolve(home, None, state)
     ids = read_delivered_ids(Path(delivered))
-    with Outbox(ws.state) as outbox:
-        result = outbox.reconcile(incident_id, ids, complete=complete)
+    result = reconcile_notices(ws.state, incident_id, ids, complete=complete)
     journal(ws.home, ws.state, incident_id, "notify reconcile", "done",
             {"evidence": str(delivered), "complete": complete, **result.__dict__})
     if json_out:

@@ -2,24 +2,38 @@
 
 A row moves ``pending`` → ``sending`` → ``sent``; a temporary SMTP failure makes it ``failed_temp``
 (retried after ``next_attempt_at``), a permanent one ``failed_perm``, a bounce reported later
-``bounced``. ``sending`` is committed, with the row's Message-ID, *before* the SMTP DATA command,
-so a sender that dies leaves exactly the rows whose outcome nobody knows in ``sending``; the next run
-turns them into ``unknown``. Unknown rows are never resent on their own: :meth:`Outbox.reconcile`
-settles them from evidence of delivery (the Message-IDs an MTA log or mailbox shows), and only an
-explicit :meth:`Outbox.resend_unknown` queues them again.
+``bounced``. The Message-ID is a hash of the unique key, fixed when the row is enqueued, so the same
+notice has the same Message-ID in every attempt and in every log.
 
-The Message-ID is a hash of the unique key, fixed when the row is enqueued, so the same notice has
-the same Message-ID in every attempt and every log. Only what sending needs is stored (address and
-language; names and exposed fields are read from ``affected_customers.parquet`` at send time).
+What is committed when, so that nobody is notified twice:
+
+1. A run claims a small batch of rows (``sending``, tagged with the run and its OS boot) in one
+   commit flushed to disk.
+2. Right before the SMTP DATA command of a row, ``data_at`` is committed (to the OS, no flush).
+3. After the server's reply the outcome is committed (no flush; the next claim flushes it).
+
+When a sender dies, the next run (or ``reconcile``) looks at the rows left in ``sending``. In the
+same OS boot nothing the dead process committed was lost: a row without ``data_at`` never went out
+and is queued again; the single row with ``data_at`` has an unknown outcome. After a reboot, later
+marks may be lost, so every claimed row is ``unknown``. Unknown rows are never resent on their
+own: :meth:`Outbox.reconcile` settles them from evidence of delivery (the Message-IDs an MTA log or a
+mailbox shows), and only an explicit :meth:`Outbox.resend_unknown` queues them again.
+
+Only what sending needs is stored (address and language); names and exposed fields are read from
+``affected_customers.parquet`` at send time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import mailbox
+import os
 import re
 import sqlite3
+import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import Message
@@ -28,6 +42,7 @@ from pathlib import Path
 from typing import Optional
 
 import duckdb
+import psutil
 import pyarrow as pa
 
 from crmguard.errors import NotificationError
@@ -52,12 +67,30 @@ CREATE TABLE IF NOT EXISTS notify_outbox (
     enqueued_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     sent_at TEXT,
+    claim_run TEXT,
+    data_at TEXT,
     PRIMARY KEY (incident_id, customer_id, template_version)
 );
 CREATE INDEX IF NOT EXISTS notify_outbox_due ON notify_outbox (incident_id, template_version, status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS notify_runs (
+    run_id TEXT PRIMARY KEY,
+    incident_id TEXT NOT NULL,
+    boot TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at TEXT NOT NULL
+);
 """
 
 MESSAGE_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
+
+
+def current_boot() -> str:
+    """An id of the running OS boot: it changes after a power cut or an OS crash, when writes not
+    yet flushed to disk may have been lost; within one boot, a killed process loses nothing it wrote."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return f"boot-{int(psutil.boot_time())}"
 
 
 def now_iso(t: Optional[dt.datetime] = None) -> str:
@@ -144,9 +177,6 @@ class Outbox:
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
-        # FULL: the 'sending' mark must survive a power cut, not only a killed process, or a delivered
-        # notice could come back as pending and be sent twice.
-        self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:
@@ -159,10 +189,18 @@ class Outbox:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _write(self, sql: str, params: Iterable = ()) -> int:
+    @contextmanager
+    def _transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        # durable: fsync the WAL at commit (survives a power cut). Otherwise the commit only reaches
+        # the OS, which survives the process being killed but not the machine going down.
+        self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            return self.db.execute(sql, tuple(params)).rowcount
+            yield self.db
+
+    def _write(self, sql: str, params: Iterable = (), durable: bool = True) -> int:
+        with self._transaction(durable) as db:
+            return db.execute(sql, tuple(params)).rowcount
 
     # -- enqueue ---------------------------------------------------------------------------------
 
@@ -201,8 +239,7 @@ class Outbox:
         rows = table.to_pylist()
         usable = [r for r in rows if r["email"] and "@" in r["email"]]
         now = now_iso()
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             before = self.db.total_changes
             self.db.executemany(
                 "INSERT OR IGNORE INTO notify_outbox (incident_id, customer_id, template_version, email, language, "
@@ -214,13 +251,30 @@ class Outbox:
 
     # -- the sender's state machine ---------------------------------------------------------------
 
+    def start_run(self, incident_id: str) -> str:
+        """Register a delivery run (with the OS boot it runs in) and return its id, for :meth:`claim`."""
+        run_id = uuid.uuid4().hex
+        self._write("INSERT INTO notify_runs (run_id, incident_id, boot, pid, started_at) VALUES (?, ?, ?, ?, ?)",
+                    (run_id, incident_id, current_boot(), os.getpid(), now_iso()))
+        return run_id
+
     def recover(self, incident_id: str) -> int:
-        """Turn rows a dead sender left in ``sending`` into ``unknown``; returns how many. Call only
-        while holding the incident's send lock (no live sender has rows in flight)."""
-        return self._write(
-            "UPDATE notify_outbox SET status = 'unknown', updated_at = ?, last_error = "
-            "'the sender stopped during the SMTP transaction: delivery unknown' "
-            "WHERE incident_id = ? AND status = 'sending'", (now_iso(), incident_id))
+        """Settle rows a stopped sender left in ``sending``; returns how many became ``unknown``.
+
+        A row claimed in this OS boot whose DATA never started was not sent: it goes back to
+        ``pending``. A row whose DATA started, or any row claimed before a reboot (its later marks
+        may not have reached the disk), has an unknown outcome. Call only while holding
+        :func:`incident_lock` (no live sender has rows in flight)."""
+        now = now_iso()
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE notify_outbox SET status = 'pending', attempts = attempts - 1, updated_at = ?, claim_run = NULL "
+                "WHERE incident_id = ? AND status = 'sending' AND data_at IS NULL "
+                "AND claim_run IN (SELECT run_id FROM notify_runs WHERE boot = ?)", (now, incident_id, current_boot()))
+            return db.execute(
+                "UPDATE notify_outbox SET status = 'unknown', updated_at = ?, last_error = "
+                "'the sender stopped during the SMTP transaction: delivery unknown' "
+                "WHERE incident_id = ? AND status = 'sending'", (now, incident_id)).rowcount
 
     def due(self, incident_id: str, version: str, max_attempts: int, limit: int = 500,
             now: Optional[dt.datetime] = None) -> list[Row]:
@@ -241,13 +295,29 @@ class Outbox:
             "AND status = 'failed_temp' AND attempts < ?", (incident_id, version, max_attempts)).fetchall()
         return dt.datetime.fromisoformat(when.replace("Z", "+00:00")) if when else None
 
-    def mark_sending(self, row: Row) -> bool:
-        """Claim ``row`` for one SMTP transaction (``sending``, one more attempt) and commit; returns
-        False when its status changed since it was read (another run claimed it)."""
-        return self._write(
-            "UPDATE notify_outbox SET status = 'sending', attempts = attempts + 1, updated_at = ? "
-            "WHERE incident_id = ? AND customer_id = ? AND template_version = ? AND status = ?",
-            (now_iso(), row.incident_id, row.customer_id, row.template_version, row.status)) == 1
+    def claim(self, rows: list[Row], run_id: str) -> list[Row]:
+        """Claim ``rows`` for run ``run_id`` (``sending``, one more attempt) in one durable commit —
+        one disk flush per batch, not per message; returns the rows claimed (those whose status had
+        not changed since they were read)."""
+        claimed = []
+        now = now_iso()
+        with self._transaction() as db:
+            for row in rows:
+                if db.execute(
+                        "UPDATE notify_outbox SET status = 'sending', attempts = attempts + 1, claim_run = ?, "
+                        "data_at = NULL, updated_at = ? WHERE incident_id = ? AND customer_id = ? "
+                        "AND template_version = ? AND status = ?",
+                        (run_id, now, row.incident_id, row.customer_id, row.template_version, row.status)).rowcount:
+                    claimed.append(row)
+        return claimed
+
+    def mark_data(self, row: Row) -> None:
+        """Record that ``row``'s message data is about to go out (committed before the SMTP DATA
+        command), so a sender killed from here on leaves an ``unknown`` row, and one killed before
+        leaves a row that is simply queued again."""
+        self._write("UPDATE notify_outbox SET data_at = ? WHERE incident_id = ? AND customer_id = ? "
+                    "AND template_version = ?", (now_iso(), row.incident_id, row.customer_id, row.template_version),
+                    durable=False)
 
     def mark(self, row: Row, status: str, error: Optional[str] = None,
              next_attempt_at: Optional[dt.datetime] = None) -> None:
@@ -261,7 +331,7 @@ class Outbox:
             "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
             "WHERE incident_id = ? AND customer_id = ? AND template_version = ?",
             (status, error, now_iso(next_attempt_at) if next_attempt_at else None, now, status, now,
-             row.incident_id, row.customer_id, row.template_version))
+             row.incident_id, row.customer_id, row.template_version), durable=False)
 
     # -- settling unknowns and bounces ------------------------------------------------------------
 
@@ -275,8 +345,7 @@ class Outbox:
         found = [(m,) for (m,) in unknown if m in delivered]
         missing = [(m,) for (m,) in unknown if m not in delivered]
         now = now_iso()
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             self.db.executemany(
                 "UPDATE notify_outbox SET status = 'sent', sent_at = ?, updated_at = ?, last_error = "
                 "'delivery confirmed by reconcile' WHERE message_id = ? AND status = 'unknown'",
@@ -302,8 +371,7 @@ class Outbox:
         address) as ``bounced`` with the reason; returns a :class:`BounceResult`."""
         recorded = unmatched = 0
         now = now_iso()
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._transaction():
             for b in bounces:
                 reason = " ".join(p for p in (b.status, b.diagnostic) if p) or "bounced"
                 changed = 0
@@ -337,6 +405,31 @@ class Outbox:
         """Every outbox row of ``incident_id`` as a dict (contains addresses: not for display)."""
         return [dict(r) for r in self.db.execute(
             "SELECT * FROM notify_outbox WHERE incident_id = ? ORDER BY customer_id", (incident_id,)).fetchall()]
+
+
+@contextmanager
+def incident_lock(state: Path, incident_id: str) -> Iterator[None]:
+    """Hold the lock that lets one process at a time send or reconcile ``incident_id``'s notices
+    (a file lock next to the state DB, released by the OS if the holder dies); raises
+    :class:`NotificationError` when another process holds it."""
+    path = Path(state).with_name(f"{Path(state).name}.notify-{incident_id}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise NotificationError(f"another `crmguard notify` is sending or reconciling {incident_id}; wait for "
+                                    "it to finish", file=str(path)) from exc
+        yield
+
+
+def reconcile_notices(state: Path, incident_id: str, delivered: set[str], complete: bool = False) -> ReconcileResult:
+    """Settle the outcome of notices a stopped sender left in flight or ``unknown``, from the
+    Message-IDs in ``delivered`` (see :meth:`Outbox.reconcile`); takes the incident's lock, so it
+    refuses to run while a sender is live. Returns a :class:`ReconcileResult`."""
+    with incident_lock(state, incident_id), Outbox(state) as outbox:
+        outbox.recover(incident_id)
+        return outbox.reconcile(incident_id, delivered, complete=complete)
 
 
 # -- evidence files --------------------------------------------------------------------------------
