@@ -416,6 +416,10 @@ from crmguard.response.notify_cli import notify_app  # noqa: E402  (sub-app in i
 
 app.add_typer(notify_app, name="notify")
 
+from crmguard.realtime.cli import watch_command  # noqa: E402  (command in its own module)
+
+app.command("watch")(watch_command)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
