@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
 from pathlib import Path
 
 import pyarrow as pa
@@ -106,6 +108,11 @@ class Received:
         """The ``i``-th message as an :class:`email.message.EmailMessage`."""
         return message_from_bytes(self.raw[i], policy=policy.default)
 
+    def headers(self, i: int) -> dict[str, str]:
+        """The ``i``-th message's headers, RFC 2047 words decoded (much faster than :meth:`parsed`)."""
+        head = BytesHeaderParser(policy=policy.compat32).parsebytes(self.raw[i])
+        return {k: str(make_header(decode_header(v))) for k, v in head.items()}
+
 
 class Recorder:
     """aiosmtpd handler: records accepted messages and appends each Message-ID to ``ids_file``
@@ -115,6 +122,7 @@ class Recorder:
     def __init__(self, ids_file: Path, reply: Callable[[int, object], str | None] | None = None) -> None:
         self.received = Received()
         self.ids_file = ids_file
+        self.ids = ids_file.open("a")
         self.reply = reply
         self.calls = 0
         self.lock = threading.Lock()
@@ -132,8 +140,8 @@ class Recorder:
             self.received.recipients.extend(envelope.rcpt_tos)
             self.received.raw.append(content)
             self.received.message_ids.append(mid)
-            with self.ids_file.open("a") as f:
-                f.write(mid + "\n")
+            self.ids.write(mid + "\n")
+            self.ids.flush()  # written before the 250, as an MTA logs what it accepted
         return "250 2.0.0 OK queued"
 
 
@@ -166,7 +174,6 @@ def free_port() -> int:
 def smtp_server(tmp_path: Path, reply: Callable[[int, object], str | None] | None = None) -> Iterator[tuple[Recorder, int]]:
     """Run an aiosmtpd server on 127.0.0.1; yields ``(recorder, port)``."""
     recorder = Recorder(tmp_path / "received-ids.txt", reply)
-    recorder.ids_file.touch()
     port = free_port()
     controller = _Controller(recorder, hostname="127.0.0.1", port=port, loop=asyncio.new_event_loop())
     controller.start()
@@ -175,3 +182,4 @@ def smtp_server(tmp_path: Path, reply: Callable[[int, object], str | None] | Non
     finally:
         controller.stop()
         controller.loop.close()
+        recorder.ids.close()
