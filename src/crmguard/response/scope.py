@@ -329,13 +329,16 @@ def _objects(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 def _customers(con: duckdb.DuckDBPyConnection, incident_id: str) -> dict[str, Any]:
     # Exact: the Contact id (or, with an AccountId column, the Account id) was seen in the logs.
     con.execute("""CREATE OR REPLACE TEMP TABLE exposed_exact AS
-        SELECT e.customer_id, list_distinct(flatten(list(coalesce(cols, [])))) AS fields
-        FROM export e JOIN (
+        WITH f AS (
             SELECT x.id, list(DISTINCT m.col) FILTER (WHERE m.col IS NOT NULL) AS cols
             FROM exact_fields x LEFT JOIN field_map m ON m.key = lower(x.field)
-            WHERE x.object IN ('Contact', 'Account') GROUP BY x.id) f
-          ON f.id = e.customer_id OR f.id = e.account_id
-        GROUP BY e.customer_id""")
+            WHERE x.object IN ('Contact', 'Account') GROUP BY x.id)
+        -- Two equi-joins, not one join ON a OR b (which DuckDB runs as a nested loop).
+        SELECT customer_id, list_distinct(flatten(list(coalesce(cols, [])))) AS fields FROM (
+            SELECT e.customer_id, f.cols FROM export e JOIN f ON f.id = e.customer_id
+            UNION ALL
+            SELECT e.customer_id, f.cols FROM export e JOIN f ON f.id = e.account_id)
+        GROUP BY customer_id""")
     n, exact = con.execute("SELECT (SELECT count(*) FROM export), (SELECT count(*) FROM exposed_exact)").fetchall()[0]
     unmapped = con.execute("""SELECT count(DISTINCT id) FROM exact_ids WHERE object = 'Account'
         AND id NOT IN (SELECT account_id FROM export WHERE account_id IS NOT NULL)""").fetchall()[0][0]
