@@ -22,6 +22,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
 INCIDENT_ID = "INC-2025-0001"
+DROP = "drop the connection"
 
 INCIDENT = {
     "id": INCIDENT_ID,
@@ -103,6 +104,7 @@ class Received:
     raw: list[bytes] = field(default_factory=list)
     message_ids: list[str] = field(default_factory=list)
     sessions_open: int = 0
+    sessions_total: int = 0
 
     def parsed(self, i: int):
         """The ``i``-th message as an :class:`email.message.EmailMessage`."""
@@ -117,7 +119,8 @@ class Received:
 class Recorder:
     """aiosmtpd handler: records accepted messages and appends each Message-ID to ``ids_file``
     (what an MTA log would show); ``reply(n, envelope)`` may return an SMTP reply to refuse the
-    ``n``-th message instead (``None`` accepts)."""
+    ``n``-th message instead (``None`` accepts), or :data:`DROP` to accept it and cut the
+    connection before answering."""
 
     def __init__(self, ids_file: Path, reply: Callable[[int, object], str | None] | None = None) -> None:
         self.received = Received()
@@ -130,7 +133,7 @@ class Recorder:
     async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd hook name
         self.calls += 1
         answer = self.reply(self.calls, envelope) if self.reply else None
-        if answer:
+        if answer and answer != DROP:
             return answer
         content: bytes = envelope.original_content or envelope.content
         head = content.split(b"\r\n\r\n", 1)[0]
@@ -142,6 +145,8 @@ class Recorder:
             self.received.message_ids.append(mid)
             self.ids.write(mid + "\n")
             self.ids.flush()  # written before the 250, as an MTA logs what it accepted
+        if answer == DROP:
+            server.transport.abort()
         return "250 2.0.0 OK queued"
 
 
@@ -151,6 +156,7 @@ class _CountingSMTP(SMTP):
 
     def connection_made(self, transport) -> None:
         self.event_handler.received.sessions_open += 1
+        self.event_handler.received.sessions_total += 1
         super().connection_made(transport)
 
     def connection_lost(self, error) -> None:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from notify_fixtures import INCIDENT_ID, SUBJECT_MARKER, customer, many_customers, smtp_server, write_incident
+from notify_fixtures import DROP, INCIDENT_ID, SUBJECT_MARKER, customer, many_customers, smtp_server, write_incident
 
 from crmguard.cli import EXIT_ERROR, EXIT_OK, main
 from crmguard.response.incidents import IncidentStore
@@ -36,6 +36,7 @@ def test_every_customer_gets_one_notice_in_their_language(tmp_path: Path, capsys
         assert _send(home, port) == EXIT_OK  # nothing left: sends nothing again
         got = server.received
         assert len(got.raw) == 36
+        assert got.sessions_total == 2  # one connection per run, reused for every message
         for i, rcpt in enumerate(got.recipients):
             cid = rcpt.split("@")[0].upper()
             msg = got.parsed(i)
@@ -210,6 +211,21 @@ def test_bounces_from_dsn_mbox_and_list(tmp_path: Path, capsys) -> None:
     assert {c: r["status"] for c, r in rows.items()} == {"003A": "bounced", "003B": "bounced", "003C": "bounced",
                                                         "003D": "sent"}
     assert rows["003A"]["last_error"].startswith("5.1.1 smtp; 550 5.1.1")
+
+
+def test_connection_lost_after_the_data_is_unknown_not_retried(tmp_path: Path, capsys) -> None:
+    home = tmp_path / "home"
+    write_incident(home, [customer("003A", "fr", "FR"), customer("003B", "fr", "FR")])
+    drop_first = lambda n, env: DROP if n == 1 else None  # noqa: E731 - server got it, the 250 never came
+    with smtp_server(tmp_path, reply=drop_first) as (server, port):
+        assert _send(home, port) == EXIT_INCOMPLETE
+        assert len(server.received.raw) == 2 and server.calls == 2  # the second went on a new connection
+        first = server.received.recipients[0].split("@")[0].upper()
+        assert _statuses(home)[first] == "unknown"
+        assert _send(home, port) == EXIT_INCOMPLETE and server.calls == 2  # not resent
+        assert main(["notify", "reconcile", INCIDENT_ID, "--home", str(home), "--delivered",
+                     str(server.ids_file)]) == EXIT_OK
+    assert set(_statuses(home).values()) == {"sent"}
 
 
 def test_claimed_rows_whose_data_never_started_are_simply_queued_again(tmp_path: Path) -> None:
