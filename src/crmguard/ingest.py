@@ -103,6 +103,8 @@ def ingest(
     lake.root.mkdir(parents=True, exist_ok=True)
     (lake.root / "_tmp").mkdir(exist_ok=True)
     con = connect(memory_limit="1GB", temp_dir=str(lake.root / "_tmp"))
+    # A batch's queries run for seconds: DuckDB's own progress bar would cut through the caller's.
+    con.execute("SET enable_progress_bar = false")
     create_staging(con)
     order = {str(path): n for n, path in enumerate(files)}
     for batch in batches(files, encoding):

@@ -31,7 +31,7 @@ from crmguard.sources.salesforce import audit_trail, elf
 from crmguard.sources.sql import ident, sql_list, sql_str
 
 NDJSON_BLOCK = 8 << 20
-JSON_CHUNK_BYTES = 32 << 20
+JSON_CHUNK_BYTES = 16 << 20
 """NDJSON lines (of one file or several) are mapped once this many bytes are read: bounds memory."""
 UNRECOGNISED = "unrecognised record: not an Okta System Log event, Salesforce ELF row, RTEM event or SetupAuditTrail record"
 
@@ -136,13 +136,15 @@ class FileStager:
 
     def _stage_lines(self, tables: list[pa.Table]) -> pa.Table:
         self.con.register("jb_arrow", pa.concat_tables(tables))
-        self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE jb AS SELECT _file, _line, 0 AS _base, "
-            "CASE WHEN _split_error THEN NULL ELSE TRY(decode(text)) END AS txt, text AS _bytes "
-            "FROM jb_arrow WHERE _split_error OR length(trim(TRY(decode(text)))) > 0 OR TRY(decode(text)) IS NULL"
-        )
-        self.con.unregister("jb_arrow")
-        return self._stage_json_records()
+        try:
+            # The original bytes are kept only where they are not text (they are quarantined as such).
+            return self._stage_json_records(
+                "(SELECT _file, _line, 0 AS _base, CASE WHEN _split_error THEN NULL ELSE TRY(decode(text)) END AS txt, "
+                "CASE WHEN _split_error OR TRY(decode(text)) IS NULL THEN text END AS _bytes FROM jb_arrow "
+                "WHERE _split_error OR length(trim(TRY(decode(text)))) > 0 OR TRY(decode(text)) IS NULL)"
+            )
+        finally:
+            self.con.unregister("jb_arrow")
 
     def _array_chunks(self) -> Iterator[pa.Table]:
         """Read every JSON array of the batch in one statement (one scan per file, so each file's
@@ -159,7 +161,7 @@ class FileStager:
             except duckdb.Error:
                 pass  # One file is unreadable: read them one by one, so the others are kept.
             else:
-                yield self._stage_json_records()
+                yield self._stage_json_records("jb")
                 return
         for i in range(len(self.files)):
             yield from self._document_chunks(i)
@@ -183,10 +185,10 @@ class FileStager:
                 f"unreadable JSON array: {str(exc).splitlines()[0]}", file=self.names[i]
             )
             return
-        yield self._stage_json_records()
+        yield self._stage_json_records("jb")
 
-    def _stage_json_records(self) -> pa.Table:
-        """Map the records of temp table ``jb``; return them as a staged chunk.
+    def _stage_json_records(self, jb: str) -> pa.Table:
+        """Map the records of relation ``jb`` (a table name or a subquery); return them as a staged chunk.
 
         ``jb`` has one row per line (NDJSON: ``_line`` set, ``_base`` 0) or per JSON document / array
         element (``_line`` NULL, ``_base`` its 0-based index), with its file's index ``_file``, its
@@ -197,21 +199,19 @@ class FileStager:
         con, names = self.con, self._names_sql()
         shapes = " ".join(f"WHEN {m.JSON_SHAPE} THEN '{m.SOURCE}'" for m in JSON_FORMATS)
         # A SOQL query response ({"totalSize", "done", "records": [...]}) holds its events in records.
-        con.execute(
-            """CREATE OR REPLACE TEMP TABLE jx AS
-            SELECT _file, _line, unnest(l) AS txt, _base + unnest(range(1, len(l) + 1)) AS _record, _bytes
-            FROM (SELECT _file, _line, _base, _bytes,
-                         CASE WHEN txt IS NOT NULL AND json_valid(txt) AND json_type(txt, '$.records') = 'ARRAY'
-                              THEN CAST(json_extract(txt, '$.records') AS VARCHAR[]) ELSE [txt] END AS l
-                  FROM jb)"""
-        )
+        # Only jk is materialised, with one copy of each record's text: records can be large.
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE jk AS
-            SELECT _file, _line, _record, txt, _bytes, err, CASE {shapes} END AS kind, rec
+            SELECT _file, _line, _record, txt, _bytes, err, CASE {shapes} END AS kind
             FROM (SELECT *, CASE WHEN err IS NULL THEN txt END AS rec
-                  FROM (SELECT *, CASE WHEN txt IS NULL THEN 'invalid UTF-8: the line is not UTF-8 text (re-run with --encoding)'
-                                       WHEN NOT json_valid(txt) THEN 'invalid JSON'
-                                       WHEN json_type(txt) <> 'OBJECT' THEN 'not a JSON object' END AS err FROM jx))"""
+            FROM (SELECT *, CASE WHEN txt IS NULL THEN 'invalid UTF-8: the line is not UTF-8 text (re-run with --encoding)'
+                                 WHEN NOT json_valid(txt) THEN 'invalid JSON'
+                                 WHEN json_type(txt) <> 'OBJECT' THEN 'not a JSON object' END AS err
+                  FROM (SELECT _file, _line, unnest(l) AS txt, _base + unnest(range(1, len(l) + 1)) AS _record, _bytes
+                        FROM (SELECT _file, _line, _base, _bytes,
+                                     CASE WHEN txt IS NOT NULL AND json_valid(txt) AND json_type(txt, '$.records') = 'ARRAY'
+                                          THEN CAST(json_extract(txt, '$.records') AS VARCHAR[]) ELSE [txt] END AS l
+                              FROM {jb}))))"""
         )
         per_file = con.execute(
             "SELECT _file, count(*), list(DISTINCT kind) FILTER (WHERE kind IS NOT NULL) FROM jk GROUP BY _file"
@@ -228,7 +228,8 @@ class FileStager:
                 extraction, select = json_select(m.MAPPING, "root")
                 selects.append(with_event_id(m.SOURCE,
                     f"SELECT {select}, json(txt)::VARCHAR AS raw, {names}[_file + 1] AS log_file, _line, _record, _file "
-                    f"FROM (SELECT *, {extraction} FROM (SELECT *, {m.JSON_ROOT} AS root FROM jk WHERE kind = '{m.SOURCE}'))"))
+                    f"FROM (SELECT *, {extraction} FROM (SELECT *, {m.JSON_ROOT} AS root "
+                    f"FROM (SELECT *, txt AS rec FROM jk WHERE kind = '{m.SOURCE}')))"))
         chunk = con.sql(" UNION ALL ".join(selects)).to_arrow_table() if selects else _empty_chunk(con)
         con.execute(
             f"""INSERT INTO qstaged SELECT {names}[_file + 1], _line, _record, NULL, NULL,
@@ -275,6 +276,7 @@ class FileStager:
         # Batches must arrive in file order: a row's ordinal in its file gives its line number if
         # quarantined, and the earliest copy of a duplicated event is the one stored.
         cursor.execute("SET preserve_insertion_order = true")
+        cursor.execute("SET enable_progress_bar = false")
         stream = cursor.sql(with_event_id(mapping.source,
             f"SELECT {select_list(mapping.build(csv_field(header)))}, "
             f"__raw AS raw, {names}[{to_batch}[__file + 1] + 1] AS log_file, NULL::BIGINT AS _line, "
