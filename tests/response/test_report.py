@@ -170,3 +170,19 @@ def test_cli_report_decide_register(tmp_path: Path, capsys) -> None:
     assert entries[0]["document"] == str(out) and len(entries[0]["document_sha256"]) == 64
     assert main(["incident", "register", "--home", home, "--state", state]) == EXIT_OK
     assert "breach register: 2 entries" in capsys.readouterr().out
+
+
+def test_report_before_awareness_and_scope(tmp_path: Path) -> None:
+    store = IncidentStore(tmp_path / "state.db", tmp_path / "incidents", now=T0)
+    register = BreachRegister(tmp_path / "state.db", now=T0)
+    inc = store.open(title="Suspicious export", who="alice", observables=Observables(users=["ana@example.com"]),
+                     breach_start=None, breach_end=None, detected_at=T0, controller=Controller())
+    with pytest.raises(ResponseError, match="record awareness first"):
+        file_report(store, register, inc.id, "initial", "md", "alice")
+    path, ctx, entry = file_report(store, register, inc.id, "initial", "md", "alice", draft=True)
+    text = path.read_text()
+    assert entry is None and register.entries() == [] and path.name == "report-initial-draft.md"
+    assert "have not been scoped yet" in text and "To be determined." in text and "not yet recorded" in text
+    assert "**Contact point incomplete:** name, contact_email, dpo_email, phone" in text
+    assert [(j.action, j.result) for j in store.require(inc.id).journal] == [("open", "ok"), ("report", "refused"),
+                                                                             ("report_draft", "ok")]
