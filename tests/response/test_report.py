@@ -117,6 +117,8 @@ def test_report_snapshots_initial_md_and_complementary_html(tmp_path: Path) -> N
 def test_late_initial_report_needs_its_reasons(tmp_path: Path) -> None:
     late = T0 + dt.timedelta(hours=80)  # aware 2025-03-04T09:00Z + 72 h = 2025-03-07T09:00Z; this is past it
     store, register, iid = _incident(tmp_path, late)
+    with pytest.raises(ResponseError, match="file the initial report of INC-0001 first"):
+        file_report(store, register, iid, "complementary", "md", "DPO Jane Roe")
     with pytest.raises(ResponseError, match="72 h deadline"):
         file_report(store, register, iid, "initial", "md", "DPO Jane Roe")
     assert register.entries(iid) == []

@@ -122,6 +122,7 @@ def open_incident(
         raise click.BadParameter("give --from-alert or at least one --actor")
     users = list(dict.fromkeys(users))
     breach_start, breach_end = breach_window(Lake(ws.lake), users, start, end)
+    timeline += _related_alerts(ws, users, breach_start, breach_end, alert_id)
     controller = Controller(**{**_snapshot_controller(snapshot), **{k: v for k, v in (
         ("name", controller_name), ("contact_email", contact_email), ("dpo_email", dpo_email), ("phone", phone)) if v}})
     store = _store(ws)
@@ -141,6 +142,26 @@ def open_incident(
         err.print("[yellow]no events of these actors in the window[/yellow]: the breach window is unknown; "
                   "scope needs one (open again with --since/--until)")
     return 0
+
+
+def _related_alerts(ws: Workspace, users: list[str], start: dt.datetime | None, end: dt.datetime | None,
+                    skip: str | None) -> list[tuple[dt.datetime, str, str]]:
+    """Timeline entries for the other stored alerts about these users inside the breach window."""
+    from crmguard.alerts.store import Store
+
+    if start is None or end is None or not ws.state.is_file():
+        return []
+    store = Store(ws.state)
+    try:
+        alerts = store.list()
+    finally:
+        store.close()
+    entries = []
+    for a in alerts:
+        first = _when(a["first_seen"], "first_seen")
+        if a["id"] != skip and a["actor"] in users and first is not None and start <= first <= end:
+            entries.append((first, f"alert {a['id'][:12]} ({a['severity']}): {a['title']}", "alert"))
+    return entries
 
 
 def _print_incident(inc: Incident, ws: Workspace) -> None:

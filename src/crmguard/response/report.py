@@ -236,9 +236,13 @@ def file_report(store: IncidentStore, register: BreachRegister, incident_id: str
                                                          "deadline": inc.deadline})
         raise ResponseError(f"the 72 h deadline ({inc.deadline}) has passed: give the reasons for the delay "
                             "(--late-reason), GDPR Art. 33(1)", field="late_reason")
+    previous = register.entries(inc.id)
+    if not draft and phase == "complementary" and not any(p.kind == "report" and p.phase == "initial" for p in previous):
+        store.journal(inc.id, "report", who, "refused", {"phase": phase, "reason": "no initial report filed"})
+        raise ResponseError(f"file the initial report of {inc.id} first: a complementary report completes it (Art. 33(4))")
     folder = store.folder(inc.id)
     scope = load_scope(folder)
-    ctx = report_context(inc, scope, phase, now, register.entries(inc.id), late_reason, proposed, nature)
+    ctx = report_context(inc, scope, phase, now, previous, late_reason, proposed, nature)
     text = render(ctx, fmt)
     path = out or folder / f"report-{phase}{'-draft' if draft else ''}.{fmt}"
     path.parent.mkdir(parents=True, exist_ok=True)
