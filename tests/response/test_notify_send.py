@@ -275,3 +275,27 @@ def test_preview_shows_one_notice_on_request(tmp_path: Path, capsys) -> None:
     assert main(["notify", "preview", INCIDENT_ID, "003A", "--home", str(home)]) == EXIT_OK
     shown = capsys.readouterr().out
     assert "Content-Language: de" in shown and "Guten Tag Lena Keller," in shown
+
+
+def test_a_run_stopped_by_an_error_leaves_nothing_in_flight(tmp_path: Path, monkeypatch) -> None:
+    from crmguard.response import mailer as mailer_module
+
+    home = tmp_path / "home"
+    write_incident(home, [customer(f"003{c}", "it", "IT") for c in "ABCDE"])
+    real_send = mailer_module.Mailer.send
+    calls = []
+
+    def send(self, msg, sender, recipient, before_data=None):
+        calls.append(recipient)
+        if len(calls) == 3:  # Ctrl-C while the third message's data is going out
+            before_data()
+            raise KeyboardInterrupt
+        return real_send(self, msg, sender, recipient, before_data)
+
+    monkeypatch.setattr(mailer_module.Mailer, "send", send)
+    with smtp_server(tmp_path) as (server, port):
+        assert _send(home, port) == 130  # the conventional exit status after Ctrl-C
+    statuses = _statuses(home)
+    interrupted = calls[2].split("@")[0].upper()
+    assert statuses[interrupted] == "unknown"
+    assert sorted(statuses.values()) == ["pending", "pending", "sent", "sent", "unknown"]

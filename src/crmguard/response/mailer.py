@@ -24,6 +24,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Optional
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crmguard.errors import NotificationError
@@ -31,6 +32,7 @@ from crmguard.response.incidents import IncidentStore
 from crmguard.response.notices import (
     TEMPLATE_VERSION,
     Customer,
+    Incident,
     NoticeRenderer,
     build_message,
     load_incident,
@@ -266,19 +268,54 @@ def journal(home: Path, state: Path, incident_id: str, action: str, result: str,
         store.close()
 
 
-def read_customers(path: Path) -> dict[str, Customer]:
-    columns = ["customer_id", "first_name", "last_name", "email", "country", "language", "brand", "fields_exposed", "exact"]
-    try:
-        table = pq.read_table(path, columns=columns)
-    except (OSError, KeyError, ValueError) as exc:
-        raise NotificationError(f"cannot read affected customers: {exc}", file=str(path)) from exc
-    out = {}
-    for r in table.to_pylist():
-        out[str(r["customer_id"])] = Customer(
-            customer_id=str(r["customer_id"]), first_name=r["first_name"], last_name=r["last_name"], email=r["email"],
-            country=r["country"], language=r["language"], brand=r["brand"],
-            fields_exposed=tuple(r["fields_exposed"] or ()), exact=bool(r["exact"]) if r["exact"] is not None else True)
-    return out
+class CustomerIndex:
+    """The affected customers of ``affected_customers.parquet``, looked up by id: kept as one Arrow
+    table (compact even for millions of customers) with an id → row map; rows become
+    :class:`Customer` objects only when a notice is rendered."""
+
+    COLUMNS = ("customer_id", "first_name", "last_name", "email", "country", "language", "brand", "fields_exposed",
+               "exact")
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self.table = pq.read_table(path, columns=list(self.COLUMNS))
+        except (OSError, KeyError, ValueError) as exc:
+            raise NotificationError(f"cannot read affected customers: {exc}", file=str(path)) from exc
+        ids = self.table.column("customer_id").cast(pa.string()).to_pylist()
+        self.row = dict(zip(ids, range(len(ids)), strict=True))
+
+    def get(self, customer_id: str) -> Optional[Customer]:
+        """The customer with ``customer_id``, or None if the scope no longer has them."""
+        i = self.row.get(customer_id)
+        if i is None:
+            return None
+        r = self.table.slice(i, 1).to_pylist()[0]
+        return Customer(customer_id=customer_id, first_name=r["first_name"], last_name=r["last_name"], email=r["email"],
+                        country=r["country"], language=r["language"], brand=r["brand"],
+                        fields_exposed=tuple(r["fields_exposed"] or ()),
+                        exact=True if r["exact"] is None else bool(r["exact"]))
+
+
+@dataclass
+class _Run:
+    """What one delivery run works with, passed around the loop."""
+
+    outbox: Outbox
+    mailer: Mailer
+    renderer: NoticeRenderer
+    incident: Incident
+    customers: CustomerIndex
+    run_id: str
+    sender: str
+    envelope_from: str
+    options: SendOptions
+    bucket: TokenBucket
+    rng: random.Random
+    result: SendResult
+    sleep: Callable[[float], None]
+    on_progress: Optional[Callable[[int, int], None]]
+    total: int
+    done: int = 0
 
 
 def send_notices(home: Path, state: Path, incident_id: str, settings: SmtpSettings, options: SendOptions,
@@ -295,9 +332,7 @@ def send_notices(home: Path, state: Path, incident_id: str, settings: SmtpSettin
         raise NotificationError("no sender address: pass --from or set controller.contact_email", file=str(incident_path))
     envelope_from = parseaddr(sender)[1]
     renderer = NoticeRenderer(options.version)
-    customers = read_customers(customers_path)
-    rng = random.Random(options.seed)
-    bucket = TokenBucket(options.rate, sleep=sleep)
+    customers = CustomerIndex(customers_path)
     result = SendResult()
     with incident_lock(Path(state), incident_id), Outbox(state) as outbox:
         added = outbox.enqueue(incident_id, customers_path, options.version, renderer.languages,
@@ -312,42 +347,18 @@ def send_notices(home: Path, state: Path, incident_id: str, settings: SmtpSettin
                 {"smtp": f"{settings.host}:{settings.port}", "version": options.version, "rate": options.rate,
                  "enqueued": added.added, "to_send": total, "recovered_unknown": result.recovered_unknown,
                  "resend_unknown": options.resend_unknown})
-        done = 0
         if on_progress:
-            on_progress(done, total)
-        run_id = outbox.start_run(incident_id)
-        # Claim about a second's worth of rows per durable commit: a power cut leaves at most that
-        # many rows unknown, a killed process only the one whose DATA had started.
-        batch = max(1, min(100, int(options.rate))) if options.rate > 0 else 100
+            on_progress(0, total)
         with Mailer(settings) as mailer:
-            while True:
-                rows = outbox.due(incident_id, options.version, options.max_attempts, limit=batch)
-                if not rows:
-                    wait = outbox.next_retry_at(incident_id, options.version, options.max_attempts)
-                    if wait is None:
-                        break
-                    mailer.close()  # do not hold the server's connection while backing off
-                    sleep(max(0.0, (wait - dt.datetime.now(dt.UTC)).total_seconds()))
-                    continue
-                # Everything that can fail without the server happens before rows are claimed.
-                messages = {}
-                for row in rows:
-                    customer = customers.get(row.customer_id)
-                    if customer is None:
-                        outbox.mark(row, "failed_perm", "customer no longer in affected_customers.parquet")
-                        result.permanent += 1
-                        done += 1
-                        continue
-                    notice = renderer.render(incident, customer, row.language)
-                    messages[row.customer_id] = build_message(
-                        notice, sender=sender, recipient=row.email, message_id=row.message_id,
-                        reply_to=incident.controller.contact_email)
-                for row in outbox.claim([r for r in rows if r.customer_id in messages], run_id):
-                    bucket.take()
-                    if _send_one(outbox, mailer, row, messages[row.customer_id], envelope_from, options, rng, result):
-                        done += 1
-                    if on_progress:
-                        on_progress(done, total)
+            run = _Run(outbox, mailer, renderer, incident, customers, outbox.start_run(incident_id), sender,
+                       envelope_from, options, TokenBucket(options.rate, sleep=sleep), random.Random(options.seed),
+                       result, sleep, on_progress, total)
+            try:
+                _deliver(run, incident_id)
+            finally:
+                # Stopped by an error or Ctrl-C: claimed rows whose DATA never started go back to the
+                # queue, the one whose DATA had started becomes unknown.
+                outbox.recover(incident_id)
         report = outbox.report(incident_id)
         result.counts = report.by_status
         result.unknown_waiting = report.by_status["unknown"]
@@ -359,11 +370,47 @@ def send_notices(home: Path, state: Path, incident_id: str, settings: SmtpSettin
     return result
 
 
-def _send_one(outbox: Outbox, mailer: Mailer, row: Row, msg: Message, envelope_from: str,
-              options: SendOptions, rng: random.Random, result: SendResult) -> bool:
+def _deliver(run: _Run, incident_id: str) -> None:
+    """Send due rows in claimed batches until none is due or waiting for a retry."""
+    options, outbox = run.options, run.outbox
+    # Claim about a second's worth of rows per durable commit: a power cut leaves at most that many
+    # rows unknown, a killed process only the one whose DATA had started.
+    batch = max(1, min(100, int(options.rate))) if options.rate > 0 else 100
+    while True:
+        rows = outbox.due(incident_id, options.version, options.max_attempts, limit=batch)
+        if not rows:
+            wait = outbox.next_retry_at(incident_id, options.version, options.max_attempts)
+            if wait is None:
+                return
+            run.mailer.close()  # do not hold the server's connection while backing off
+            run.sleep(max(0.0, (wait - dt.datetime.now(dt.UTC)).total_seconds()))
+            continue
+        # Everything that can fail without the server happens before rows are claimed.
+        messages = {}
+        for row in rows:
+            customer = run.customers.get(row.customer_id)
+            if customer is None:
+                outbox.mark(row, "failed_perm", "customer no longer in affected_customers.parquet")
+                run.result.permanent += 1
+                run.done += 1
+                continue
+            notice = run.renderer.render(run.incident, customer, row.language)
+            messages[row.customer_id] = build_message(notice, sender=run.sender, recipient=row.email,
+                                                      message_id=row.message_id,
+                                                      reply_to=run.incident.controller.contact_email)
+        for row in outbox.claim([r for r in rows if r.customer_id in messages], run.run_id):
+            run.bucket.take()
+            if _send_one(run, row, messages[row.customer_id]):
+                run.done += 1
+            if run.on_progress:
+                run.on_progress(run.done, run.total)
+
+
+def _send_one(run: _Run, row: Row, msg: Message) -> bool:
     """Send one claimed row and record the outcome; returns True when no retry in this run will
     change it."""
-    delivery = mailer.send(msg, envelope_from, row.email, before_data=lambda: outbox.mark_data(row))
+    outbox, result = run.outbox, run.result
+    delivery = run.mailer.send(msg, run.envelope_from, row.email, before_data=lambda: outbox.mark_data(row))
     if delivery.status in ("sent", "unknown", "permanent"):
         outbox.mark(row, {"permanent": "failed_perm"}.get(delivery.status, delivery.status), delivery.reply)
         if delivery.status == "sent":
@@ -375,6 +422,6 @@ def _send_one(outbox: Outbox, mailer: Mailer, row: Row, msg: Message, envelope_f
         return True
     result.temporary += 1
     attempts = row.attempts + 1
-    delay = backoff(attempts, options.retry_base, options.retry_cap, rng)
+    delay = backoff(attempts, run.options.retry_base, run.options.retry_cap, run.rng)
     outbox.mark(row, "failed_temp", delivery.reply, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay))
-    return attempts >= options.max_attempts
+    return attempts >= run.options.max_attempts

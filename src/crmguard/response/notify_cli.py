@@ -190,12 +190,12 @@ def preview(
     home: HomeOpt = None,
 ) -> int:
     """Print the notice one customer would receive (subject, language and text or HTML)."""
-    from crmguard.response.mailer import read_customers
+    from crmguard.response.mailer import CustomerIndex
     from crmguard.response.notices import NoticeRenderer, choose_language, load_incident, require_incident_files
 
     ws = resolve(home)
     incident_path, customers_path = require_incident_files(ws.home, incident_id)
-    customer = read_customers(customers_path).get(customer_id)
+    customer = CustomerIndex(customers_path).get(customer_id)
     if customer is None:
         err.print(f"[red]no customer[/red] {customer_id!r} in {customers_path}")
         return EXIT_ERROR
