@@ -23,7 +23,8 @@ INC = Incident.model_validate(INCIDENT)
 # A fixed customer per language, named as a native speaker would be.
 PEOPLE = {
     "en": ("Emma", "Clarke", "GB"), "fr": ("Camille", "Martin", "FR"), "it": ("Giulia", "Rossi", "IT"),
-    "de": ("Jonas", "Müller", "DE"), "ja": ("花子", "佐藤", "JP"), "zh": ("伟", "王", "CN"),
+    "de": ("Jonas", "Müller", "DE"), "es": ("Lucía", "García", "ES"), "ja": ("花子", "佐藤", "JP"),
+    "zh": ("伟", "王", "CN"),
 }
 
 
