@@ -41,8 +41,9 @@ from crmguard.realtime.spool import Spool, SpoolFile
 from crmguard.realtime.window import lookback, superseded, to_store, window_start
 
 KILL_AT_ENV = "CRMGUARD_WATCH_KILL_AT"
-"""Test hook: ``<stage>:<n>`` makes the process SIGKILL itself at ``stage`` of its n-th batch
-(stages: ``ingested``, ``stored``, ``committed``), to prove crash safety at exact points."""
+"""Test hook: ``<stage>:<n>`` makes the process SIGKILL itself at ``stage`` of the n-th batch it
+runs since it started (stages: ``ingested``, ``stored``, ``committed``), to prove crash safety at
+exact points."""
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Watcher:
         self.wake = threading.Event()
         self.delivered = threading.Event()
         self._recovered = False
+        self._steps = 0
 
     # --- start-up ------------------------------------------------------------------------------
 
@@ -118,23 +120,24 @@ class Watcher:
             self._refresh_gauges()
             return None
         batch_id = self.progress.next_batch()
+        self._steps += 1
         record = BatchRecord(started=time.time(), inputs=len(inputs))
         duplicates = self._ingest(inputs, record)
-        _kill_point("ingested", batch_id)
+        _kill_point("ingested", self._steps)
         new_files = [f for f in self.lake.event_files() if f not in self.processed]
         new = self.cache.add(new_files, self.progress.watermark())
         record.events, record.late, record.min_new, record.max_new = new.count, new.late, new.min_time, new.max_time
         saved_ids: list[str] = []
         if new.min_time is not None:
             saved_ids = self._detect(new.min_time, record)
-        _kill_point("stored", batch_id)
+        _kill_point("stored", self._steps)
         if saved_ids and self.options.sinks is not None:
             from crmguard.sinks.outbox import enqueue
 
             enqueue(self.options.state, saved_ids, self.options.sinks)  # type: ignore[arg-type]
         record.done = time.time()
         self.progress.commit(batch_id, record, new_files, inputs)
-        _kill_point("committed", batch_id)
+        _kill_point("committed", self._steps)
         self.processed.update(new_files)
         self.spool.remove(inputs)
         lag = max((record.done - f.arrived for f in inputs), default=0.0)
