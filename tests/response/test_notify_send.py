@@ -299,3 +299,17 @@ def test_a_run_stopped_by_an_error_leaves_nothing_in_flight(tmp_path: Path, monk
     interrupted = calls[2].split("@")[0].upper()
     assert statuses[interrupted] == "unknown"
     assert sorted(statuses.values()) == ["pending", "pending", "sent", "sent", "unknown"]
+
+
+def test_no_notice_goes_out_without_the_controllers_contact_point(tmp_path: Path, capsys) -> None:
+    from notify_fixtures import INCIDENT
+
+    home = tmp_path / "home"
+    unset = {**INCIDENT, "controller": {"name": "Maison Exemple SA", "contact_email": "UNSET", "dpo_email": "UNSET",
+                                        "phone": "UNSET"}}
+    write_incident(home, [customer("003A", "fr", "FR")], incident=unset)
+    with smtp_server(tmp_path) as (server, port):
+        assert _send(home, port) == EXIT_ERROR
+        assert server.calls == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "incident.json" in err and f"crmguard incident controller {INCIDENT_ID}" in err

@@ -327,6 +327,7 @@ def send_notices(home: Path, state: Path, incident_id: str, settings: SmtpSettin
     left in flight become ``unknown`` and are not sent unless ``options.resend_unknown``."""
     incident_path, customers_path = require_incident_files(home, incident_id)
     incident = load_incident(incident_path)
+    incident.require_contact_point(incident_path)
     sender = options.sender or incident.controller.contact_email
     if not sender or "@" not in parseaddr(sender)[1]:
         raise NotificationError("no sender address: pass --from or set controller.contact_email", file=str(incident_path))

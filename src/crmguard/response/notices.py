@@ -27,9 +27,10 @@ from typing import Any, Optional
 
 import jinja2
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from crmguard.errors import NotificationError
+from crmguard.response.incidents import PLACEHOLDER
 
 TEMPLATE_VERSION = "v1"
 """The template version new notices are rendered with."""
@@ -58,14 +59,20 @@ FIELD_ORDER = ("FirstName", "LastName", "Email", "Phone", "MailingStreet", "Mail
 
 
 class Controller(BaseModel):
-    """The data controller's contact point, as the incident records it."""
+    """The data controller's contact point, as the incident records it (a field nobody has set
+    yet, ``UNSET`` or empty, reads as None)."""
 
     model_config = ConfigDict(extra="ignore")
 
-    name: str
+    name: Optional[str] = None
     contact_email: Optional[str] = None
     dpo_email: Optional[str] = None
     phone: Optional[str] = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _unset_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip() in ("", PLACEHOLDER) else value
 
 
 class Incident(BaseModel):
@@ -87,6 +94,19 @@ class Incident(BaseModel):
     deadline: Optional[dt.datetime] = None
     controller: Controller
     observables: dict[str, Any] = Field(default_factory=dict)
+
+    def require_contact_point(self, path: Path | str) -> None:
+        """Raise :class:`NotificationError` (naming ``path`` and the command that fixes it) unless the
+        controller has a name and an e-mail contact (DPO or contact point): a notice must say whom
+        to ask."""
+        c = self.controller
+        missing = [f for f, ok in (("name", c.name), ("dpo_email or contact_email", c.dpo_email or c.contact_email))
+                   if not ok]
+        if missing:
+            raise NotificationError(
+                f"the controller's {' and '.join(missing)} not set; run `crmguard incident controller {self.id} "
+                "--name NAME --contact-email ADDRESS --dpo-email ADDRESS --phone PHONE` first",
+                file=str(path), field="controller")
 
 
 @dataclass(frozen=True)
@@ -223,7 +243,7 @@ class NoticeRenderer:
         if language not in self.languages:
             raise NotificationError(f"no {self.version} notice template for language {language!r}")
         strings = self.strings[language]
-        brand = (customer.brand or "").strip() or incident.controller.name
+        brand = (customer.brand or "").strip() or incident.controller.name or ""
         context = {
             "incident": incident,
             "controller": incident.controller,

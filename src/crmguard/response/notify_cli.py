@@ -201,6 +201,8 @@ def preview(
         return EXIT_ERROR
     renderer = NoticeRenderer(version)
     language = choose_language(customer.language, customer.country, renderer.languages)
-    notice = renderer.render(load_incident(incident_path), customer, language)
+    incident = load_incident(incident_path)
+    incident.require_contact_point(incident_path)
+    notice = renderer.render(incident, customer, language)
     sys.stdout.write(f"Subject: {notice.subject}\nContent-Language: {language}\n\n{notice.html if html else notice.text}")
     return EXIT_OK
