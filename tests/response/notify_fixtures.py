@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
+from crmguard.response.register import BreachRegister
+
 INCIDENT_ID = "INC-2025-0001"
 DROP = "drop the connection"
 
@@ -85,14 +87,21 @@ def many_customers(n: int) -> tuple[list[dict], dict[str, str]]:
     return rows, expected
 
 
-def write_incident(home: Path, rows: list[dict], incident: dict | None = None) -> Path:
-    """Write ``<home>/incidents/<id>/incident.json`` and ``affected_customers.parquet``; returns the folder."""
+def write_incident(home: Path, rows: list[dict], incident: dict | None = None, decision: str | None = "notify-subjects") -> Path:
+    """Write ``<home>/incidents/<id>/incident.json`` and ``affected_customers.parquet`` and record the
+    Art. 34 ``decision`` in the breach register of ``<home>/state.db`` (None: none); returns the folder."""
     incident = incident or INCIDENT
     folder = Path(home) / "incidents" / incident["id"]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "incident.json").write_text(json.dumps(incident, ensure_ascii=False, indent=2))
     table = pa.Table.from_pylist([{c: r.get(c) for c in COLUMNS} for r in rows], schema=SCHEMA)
     pq.write_table(table, folder / "affected_customers.parquet")
+    if decision:
+        register = BreachRegister(Path(home) / "state.db")
+        register.append(incident_id=incident["id"], kind="decision", who="dpo", decision=decision, audience="subjects",
+                        reason=None if decision == "notify-subjects" else "risk not high", facts={}, effects={},
+                        remedial={})
+        register.close()
     return folder
 
 

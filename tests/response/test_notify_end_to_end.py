@@ -35,6 +35,8 @@ def test_scoped_customers_each_get_one_notice_naming_their_exposed_fields(tmp_pa
                  "--phone", "+33 1 40 00 00 00"]) == EXIT_OK
     assert main(["incident", "scope", incident_id, "--home", str(home), "--customers",
                  str(logs / "crm" / "customers.csv")]) == EXIT_OK
+    assert main(["incident", "decide", incident_id, "--home", str(home), "--notify", "--audience", "subjects",
+                 "--by", "dpo"]) == EXIT_OK
     affected = pq.read_table(home / "incidents" / incident_id / "affected_customers.parquet").to_pylist()
     reachable = {r["email"].lower(): r for r in affected if r["email"]}
     assert reachable, "the campaign touched customers with an e-mail address"

@@ -313,3 +313,14 @@ def test_no_notice_goes_out_without_the_controllers_contact_point(tmp_path: Path
         assert server.calls == 0
     err = " ".join(capsys.readouterr().err.split())
     assert "incident.json" in err and f"crmguard incident controller {INCIDENT_ID}" in err
+
+
+@pytest.mark.parametrize("decision", [None, "no-notify-subjects"])
+def test_no_notice_goes_out_without_a_recorded_decision_to_notify(tmp_path: Path, capsys, decision) -> None:
+    home = tmp_path / "home"
+    write_incident(home, [customer("003A", "fr", "FR")], decision=decision)
+    with smtp_server(tmp_path) as (server, port):
+        assert _send(home, port) == EXIT_ERROR
+        assert server.calls == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"crmguard incident decide {INCIDENT_ID} --notify --audience subjects" in err

@@ -39,6 +39,7 @@ from crmguard.response.notices import (
     require_incident_files,
 )
 from crmguard.response.outbox import FINAL, Outbox, Row, incident_lock
+from crmguard.response.register import BreachRegister
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,22 @@ class SendResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
+def require_decision_to_notify(state: Path, incident_id: str) -> None:
+    """Raise :class:`NotificationError` unless the breach register's latest Art. 34 decision for
+    ``incident_id`` is to notify the data subjects (``crmguard incident decide ID --notify
+    --audience subjects``): writing to every affected customer is a recorded decision, not a default."""
+    register = BreachRegister(state)
+    try:
+        decisions = [e.decision for e in register.entries(incident_id) if e.kind == "decision" and e.audience == "subjects"]
+    finally:
+        register.close()
+    if not decisions or decisions[-1] != "notify-subjects":
+        said = f"the latest decision is {decisions[-1]!r}" if decisions else "no decision is recorded"
+        raise NotificationError(
+            f"{said} to notify the data subjects of {incident_id} (Art. 34); record it first: "
+            f"crmguard incident decide {incident_id} --notify --audience subjects", file=str(state))
+
+
 def journal(home: Path, state: Path, incident_id: str, action: str, result: str, detail: dict) -> None:
     """Record a notification step in the incident's journal (the one every response action goes
     through), as the current OS user."""
@@ -328,6 +345,7 @@ def send_notices(home: Path, state: Path, incident_id: str, settings: SmtpSettin
     incident_path, customers_path = require_incident_files(home, incident_id)
     incident = load_incident(incident_path)
     incident.require_contact_point(incident_path)
+    require_decision_to_notify(Path(state), incident_id)
     sender = options.sender or incident.controller.contact_email
     if not sender or "@" not in parseaddr(sender)[1]:
         raise NotificationError("no sender address: pass --from or set controller.contact_email", file=str(incident_path))
