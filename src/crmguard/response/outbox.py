@@ -44,6 +44,7 @@ from typing import Optional
 import duckdb
 import psutil
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from crmguard.errors import NotificationError
 from crmguard.response.notices import COUNTRY_LANGUAGE, FALLBACK_LANGUAGE
@@ -236,18 +237,18 @@ class Outbox:
                                         file=str(customers)) from exc
         finally:
             con.close()
-        rows = table.to_pylist()
-        usable = [r for r in rows if r["email"] and "@" in r["email"]]
+        usable = table.filter(pc.fill_null(pc.match_substring(table["email"], "@"), False))
         now = now_iso()
+        columns = [usable[c].to_pylist() for c in ("customer_id", "email", "language", "message_id")]
         with self._transaction():
             before = self.db.total_changes
             self.db.executemany(
                 "INSERT OR IGNORE INTO notify_outbox (incident_id, customer_id, template_version, email, language, "
                 "message_id, enqueued_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(incident_id, r["customer_id"], version, r["email"], r["language"], r["message_id"], now, now)
-                 for r in usable])
+                ((incident_id, cid, version, mail, lang, mid, now, now) for cid, mail, lang, mid in zip(*columns, strict=True)))
             added = self.db.total_changes - before
-        return EnqueueResult(added=added, already=len(usable) - added, without_address=len(rows) - len(usable))
+        usable_n, total_n = usable.num_rows, table.num_rows
+        return EnqueueResult(added=added, already=usable_n - added, without_address=total_n - usable_n)
 
     # -- the sender's state machine ---------------------------------------------------------------
 
