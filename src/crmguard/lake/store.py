@@ -171,45 +171,51 @@ class Lake:
         # Duplicates inside the chunk are rare (same row twice in a file); only then pay for removing them.
         dedupe = ("QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY _file, _line, _record) = 1"
                   if total != distinct else "")
-        names = ", ".join(ident(c.name) for c in COLUMNS)
-        staging = self.root / "_staging"
-        staging.mkdir(parents=True, exist_ok=True)
-        for source, date in sorted(partitions):
-            # Compare with what the partition held before this file (read once per file), and with
-            # what earlier chunks of this file wrote (a small table of ids): never re-read our own output.
-            existing = self._before_file.setdefault((source, date), self.event_files({(source, date)}))
-            known = f"ANTI JOIN read_parquet({sql_list(existing)}) k ON k.event_id = c.event_id" if existing else ""
-            in_partition = (f"c.time IS NOT NULL AND c.source = '{sql_str(source)}' "
-                            f"AND CAST(c.time AS DATE) = DATE '{date}'")
-            # Only the ids (and the file credited: the batch's earliest) are materialised; the rows
-            # go from the chunk straight into Parquet.
-            con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE fresh AS
-                SELECT c.event_id, arg_min(c.log_file, c._file) AS log_file
-                FROM staged c {known} ANTI JOIN file_seen s ON s.event_id = c.event_id
-                WHERE {in_partition} GROUP BY c.event_id"""
-            )
-            written = 0
-            for file, n in con.execute("SELECT log_file, count(*) FROM fresh GROUP BY log_file").fetchall():
-                counts.stored[(file, source)] = counts.stored.get((file, source), 0) + n
-                written += n
-            if not written:
-                continue
-            name = f"part-{uuid.uuid4().hex}.parquet"
-            tmp = staging / name
-            con.execute(
-                f"""COPY (SELECT {names} FROM staged c SEMI JOIN fresh f ON f.event_id = c.event_id
-                          WHERE {in_partition} {dedupe})
-                    TO '{sql_str(str(tmp))}' (FORMAT parquet, COMPRESSION zstd)"""
-            )
-            target = self.events_dir / f"source={source}" / f"date={date}"
-            target.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, target / name)
+        # Compare with what the chunk's partitions held before this batch (listed once per batch),
+        # and with what earlier chunks of the batch wrote (a small table of ids): never re-read our
+        # own output. An event id hashes the source and the record, so it has one partition.
+        existing = [f for key in sorted(partitions)
+                    for f in self._before_file.setdefault(key, self.event_files({key}))]
+        known = f"ANTI JOIN read_parquet({sql_list(existing)}) k ON k.event_id = c.event_id" if existing else ""
+        # Only the ids (and the file credited: the batch's earliest) are materialised; the rows
+        # go from the chunk straight into Parquet.
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE fresh AS
+            SELECT c.event_id, arg_min(c.log_file, c._file) AS log_file, any_value(c.source) AS source,
+                   any_value(CAST(CAST(c.time AS DATE) AS VARCHAR)) AS date
+            FROM staged c {known} ANTI JOIN file_seen s ON s.event_id = c.event_id
+            WHERE c.time IS NOT NULL GROUP BY c.event_id"""
+        )
+        written: set[tuple[str, str]] = set()
+        for file, source, date, n in con.execute("SELECT log_file, source, date, count(*) FROM fresh GROUP BY ALL").fetchall():
+            counts.stored[(file, source)] = counts.stored.get((file, source), 0) + n
+            written.add((source, date))
+        if written:
+            self._write_partitions(con, sorted(written), dedupe)
             con.execute("INSERT INTO file_seen SELECT event_id FROM fresh")
         con.execute("DROP TABLE IF EXISTS fresh")
         for key, n in per_file.items():
             counts.duplicate[key] = n - counts.stored.setdefault(key, 0)
         return counts
+
+    def _write_partitions(self, con: duckdb.DuckDBPyConnection, partitions: list[tuple[str, str]], dedupe: str) -> None:
+        """Write the ``fresh`` rows of ``staged`` to one new Parquet file per (source, date), each
+        written under ``_staging`` and moved into its partition when complete."""
+        names = ", ".join(ident(c.name) for c in COLUMNS)
+        staging = self.root / "_staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        # One file per partition (a COPY with PARTITION_BY holds a writer per partition: more memory, no faster).
+        for source, date in partitions:
+            name = f"part-{uuid.uuid4().hex}.parquet"
+            tmp = staging / name
+            con.execute(
+                f"""COPY (SELECT {names} FROM staged c SEMI JOIN fresh f ON f.event_id = c.event_id
+                          WHERE c.source = '{sql_str(source)}' AND CAST(c.time AS DATE) = DATE '{date}' {dedupe})
+                    TO '{sql_str(str(tmp))}' (FORMAT parquet, COMPRESSION zstd)"""
+            )
+            target = self.events_dir / f"source={source}" / f"date={date}"
+            target.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, target / name)
 
     def _write_quarantine(self, con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], int]:
         con.execute(
