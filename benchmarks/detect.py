@@ -39,34 +39,34 @@ from crmguard.simulate import simulate
 
 
 def clone_pack(target: Path, n: int) -> None:
-    """Write ``n`` rules into ``target``: the built-in pack, then copies whose detections each gain
-    a distinct never-matching exclusion (so every copy is a different predicate)."""
-    docs = [d for f in sorted(builtin_rules_dir().glob("*.yml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    """Write about ``n`` rules into ``target``: the built-in pack's files, then copies of them whose
+    detections each gain a distinct never-matching exclusion (so every copy is a different
+    predicate). Files are taken whole, so a correlation always comes with its base rules and a
+    building block never alerts on its own."""
+    files = [[d for d in yaml.safe_load_all(f.read_text()) if d] for f in sorted(builtin_rules_dir().glob("*.yml"))]
     out: list[dict] = []
     k = 0
     while len(out) < n:
-        for doc in docs:
+        for docs in files:
             if len(out) >= n:
                 break
-            d = copy.deepcopy(doc)
-            if k:
-                d["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{doc['id']}/{k}"))
-                suffix = f"_clone{k}"
-                if "name" in d:
-                    d["name"] += suffix
-                d["title"] += f" (clone {k})"
-                if "correlation" in d:
-                    d["correlation"]["rules"] = [r + suffix for r in d["correlation"]["rules"]]
-                else:
-                    det = d["detection"]
-                    det[f"clone_{k}"] = {"event_id": f"clone-{k}"}
-                    det["condition"] = f"({det['condition']}) and not clone_{k}"
-                d.pop("crmguard", None)
-            out.append(d)
+            for doc in docs:
+                d = copy.deepcopy(doc)
+                if k:
+                    d["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{doc['id']}/{k}"))
+                    suffix = f"_clone{k}"
+                    if "name" in d:
+                        d["name"] += suffix
+                    d["title"] += f" (clone {k})"
+                    if "correlation" in d:
+                        d["correlation"]["rules"] = [r + suffix for r in d["correlation"]["rules"]]
+                    else:
+                        det = d["detection"]
+                        det[f"clone_{k}"] = {"event_id": f"clone-{k}"}
+                        det["condition"] = f"({det['condition']}) and not clone_{k}"
+                d.get("crmguard", {}).pop("examples", None)
+                out.append(d)
         k += 1
-    # Keep correlations with their base rules: a cut at n must not orphan a reference.
-    names = {d.get("name") for d in out}
-    out = [d for d in out if "correlation" not in d or all(r in names for r in d["correlation"]["rules"])]
     (target / "pack.yml").write_text(yaml.safe_dump_all(out, sort_keys=False))
 
 

@@ -17,7 +17,7 @@ EVENTS = [
      "username": "bob@example.com"},
     {"event_id": "c", "time": "2025-03-04T08:02:00Z", "source": "okta", "action": "login", "is_anonymizer": True,
      "src_ip": "2001:db8::7", "username": "ana@example.com", "user_agent": "curl/8.4"},
-    {"event_id": "d", "time": "2025-03-04T08:03:00Z", "source": "salesforce_elf", "action": "Export", "object": "Report",
+    {"event_id": "d", "time": "2025-03-04T08:03:00Z", "source": "salesforce_elf", "action": "export", "object": "Report",
      "rows": 999, "username": "it's_100%@example.com"},
 ]
 
@@ -52,6 +52,9 @@ def matching(engine_con, detection: str, logsource: str = "{product: salesforce}
         ("  s: {username: 'ana@example.co?'}\n  condition: s", "{category: any}", {"a", "c"}),
         ("  q: {action: query}\n  big: {rows|gte: 1000}\n  condition: q and not big", "{product: salesforce}", {"b"}),
         ("  q: {action: query}\n  e: {action: export}\n  condition: q or e", "{product: salesforce}", {"a", "b", "d"}),
+        ("  e: {action: EXPORT}\n  condition: e", "{product: salesforce}", {"d"}),  # vocabulary: value lower-cased
+        ("  e: {event_type: LOGINEVENT}\n  condition: e", "{category: any}", set()),
+        ("  o: {object: REPORT}\n  condition: o", "{product: salesforce}", {"d"}),  # vendor values: ILIKE
         ("  sel_a: {rows|gte: 40000}\n  sel_b: {object: Report}\n  condition: 1 of sel_*", "{product: salesforce}", {"a", "d"}),
         ("  sel_a: {action: query}\n  sel_b: {object: Contact}\n  condition: all of sel_*", "{product: salesforce}", {"a"}),
         ("  s: {SourceIp: 10.1.2.3}\n  condition: s", "{product: salesforce}", {"a"}),  # vendor field alias

@@ -12,12 +12,20 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from sigma.conditions import ConditionAND, ConditionItem, ConditionNOT, ConditionOR
+from sigma.conditions import (
+    ConditionAND,
+    ConditionFieldEqualsValueExpression,
+    ConditionItem,
+    ConditionNOT,
+    ConditionOR,
+)
 from sigma.conversion.base import TextQueryBackend
 from sigma.conversion.state import ConversionState
-from sigma.types import SigmaCompareExpression, SigmaString
+from sigma.types import SigmaCasedString, SigmaCompareExpression, SigmaString
 
 _LIKE = " ESCAPE '\\'"
+VOCABULARY_FIELDS = frozenset({"source", "category", "action", "outcome"})
+"""Columns whose values crmguard itself writes, always lower case (see ``crmguard.schema``)."""
 _BACKSLASH_QUOTE = re.compile(r"\\'")
 
 
@@ -75,6 +83,21 @@ class DuckDBBackend(TextQueryBackend):
 
     unbound_value_str_expression: ClassVar[str] = "raw ILIKE '%' || {value} || '%'" + _LIKE
     unbound_value_num_expression: ClassVar[str] = "raw LIKE '%{value}%'"
+
+    def convert_condition_field_eq_val_str(self, cond: ConditionFieldEqualsValueExpression,
+                                           state: ConversionState) -> Any:
+        """Field = string. On crmguard's own lower-case vocabulary (``VOCABULARY_FIELDS``) a plain
+        value becomes an exact ``=`` with the value lower-cased (same result as ILIKE, several times
+        faster); elsewhere ILIKE, with ``ESCAPE`` only when the pattern holds an escaped character."""
+        value = cond.value
+        if cond.field in VOCABULARY_FIELDS and isinstance(value, SigmaString) and not value.contains_special() \
+                and not isinstance(value, SigmaCasedString):
+            return f'"{cond.field}" = ' + _BACKSLASH_QUOTE.sub("''", super().convert_value_str(
+                SigmaString(value.to_plain().lower()), state)).replace("\\_", "_").replace("\\%", "%")
+        query = super().convert_condition_field_eq_val_str(cond, state)
+        if isinstance(query, str) and query.endswith(_LIKE) and "\\" not in query[: -len(_LIKE)]:
+            query = query[: -len(_LIKE)]
+        return query
 
     def convert_value_str(self, s: SigmaString, state: ConversionState) -> str:
         """Quote a string value for SQL: LIKE wildcards escaped with backslash, quotes doubled."""

@@ -32,62 +32,101 @@ def _field(name: str) -> str:
     return ACTOR if name == ACTOR else ident(name)
 
 
-def correlation_sql(corr: Correlation, matches: str = "mr", where: str = "") -> str:
+def correlation_sql(corr: Correlation, matches: str = "mr", where: str = "", aggregates: str = "") -> str:
     """Return a SELECT over table ``matches`` (one row per (rule, matching event), with columns
     ``rule``, ``time``, ``event_id`` and the event schema) yielding one row per episode:
-    ``grp`` (list of group values), ``first_seen``, ``last_seen``, ``event_count``, ``event_ids``.
+    ``grp`` (list of group values), ``first_seen``, ``last_seen``, ``event_count``, ``event_ids``,
+    then ``aggregates`` (extra SELECT items over the episode's events, e.g. ``sum(rows) AS n``).
     ``where`` (``" AND ..."``) further filters the matches, e.g. the correlation's allow-list."""
+    return f"SELECT * EXCLUDE (corr) FROM ({batch_sql({'_': corr}, matches, where, aggregates)})"
+
+
+def shape(corr: Correlation) -> tuple[object, ...]:
+    """What correlations must share to be evaluated in one query by :func:`batch_sql`: everything
+    but the names of their rules."""
+    return (corr.type, corr.timespan, corr.group_by, corr.op, corr.count, corr.field, len(corr.rules))
+
+
+def batch_sql(corrs: dict[str, Correlation], matches: str = "mr", where: str = "", aggregates: str = "") -> str:
+    """Like :func:`correlation_sql` for several correlations of one :func:`shape` at once (keyed by
+    name), in one query: each match is joined to the correlations that use its rule, and every
+    window, episode and join is partitioned by correlation. Rows gain a leading ``corr`` column."""
+    shapes = {shape(c) for c in corrs.values()}
+    if len(shapes) != 1:
+        raise ValueError("correlations of different shapes cannot share a query")
+    corr = next(iter(corrs.values()))
     secs = int(corr.timespan.total_seconds())
     span = f"INTERVAL {secs} SECOND"
-    rules = ", ".join(f"'{r}'" for r in corr.rules)
-    group = "[" + ", ".join(f"CAST({_field(g)} AS VARCHAR)" for g in corr.group_by) + "]::VARCHAR[]"
-    not_null = " AND ".join(f"{_field(g)} IS NOT NULL" for g in corr.group_by) or "true"
+    steps = ", ".join(f"('{_quote(name)}', '{_quote(rule)}', {i})" for name, c in corrs.items()
+                      for i, rule in enumerate(c.rules))
+    group = "[" + ", ".join(f"CAST(m.{_field(g)} AS VARCHAR)" for g in corr.group_by) + "]::VARCHAR[]"
+    not_null = " AND ".join(f"m.{_field(g)} IS NOT NULL" for g in corr.group_by) or "true"
     op = OPS[corr.op]
-    window = f"(PARTITION BY grp ORDER BY time RANGE BETWEEN {span} PRECEDING AND CURRENT ROW)"
-    base = f"SELECT *, {group} AS grp FROM {matches} WHERE rule IN ({rules}) AND {not_null}{where}"
-    events = "SELECT * FROM base QUALIFY row_number() OVER (PARTITION BY grp, event_id ORDER BY rule) = 1"
+    window = f"(PARTITION BY corr, grp ORDER BY time RANGE BETWEEN {span} PRECEDING AND CURRENT ROW)"
+    base = (f"SELECT c.corr, c.step, m.*, {group} AS grp, list_prepend(c.corr, {group}) AS _key FROM {matches} m "
+            f"JOIN (VALUES {steps}) c(corr, rule, step) ON m.rule = c.rule WHERE {not_null}{where}")
+    events = "SELECT * FROM base QUALIFY row_number() OVER (PARTITION BY corr, grp, event_id ORDER BY rule, step) = 1"
     if corr.type == "event_count":
-        firing = f"SELECT grp, time AS t FROM (SELECT grp, time, count(*) OVER {window} AS n FROM events) WHERE n {op} {corr.count}"
+        firing = (f"SELECT corr, grp, time AS t FROM (SELECT corr, grp, time, count(*) OVER {window} AS n FROM events) "
+                  f"WHERE n {op} {corr.count}")
     elif corr.type == "value_count":
-        value = _field(corr.field or ACTOR)
-        # DuckDB has no DISTINCT in RANGE windows: collect the window's values and count distinct ones.
-        firing = (
-            f"SELECT grp, time AS t FROM (SELECT grp, time, len(list_distinct(list({value}) OVER {window})) AS n "
-            f"FROM events) WHERE n {op} {corr.count}"
-        )
+        firing = _distinct_firing("events", _field(corr.field or ACTOR), span, f"{op} {corr.count}")
     elif corr.type == "temporal":
-        firing = (
-            f"SELECT grp, time AS t FROM (SELECT grp, time, len(list_distinct(list(rule) OVER {window})) AS n "
-            f"FROM base) WHERE n {op} {corr.count}"
-        )
+        firing = _distinct_firing("base", "rule", span, f"{op} {corr.count}")
     elif corr.type == "temporal_ordered":
-        firing = _ordered_firing(corr, span)
+        firing = _ordered_firing(len(corr.rules), span)
     else:
         raise ValueError(f"unsupported correlation type {corr.type}")
+    extra = f",\n       {aggregates}" if aggregates else ""
     return f"""
 WITH base AS ({base}),
 events AS ({events}),
 firing AS ({firing}),
-marked AS (SELECT grp, t, CASE WHEN lag(t) OVER (PARTITION BY grp ORDER BY t) >= t - {span} THEN 0 ELSE 1 END AS brk FROM firing),
-episodes AS (SELECT grp, t, sum(brk) OVER (PARTITION BY grp ORDER BY t ROWS UNBOUNDED PRECEDING) AS ep FROM marked),
-spans AS (SELECT grp, ep, min(t) - {span} AS lo, max(t) AS hi FROM episodes GROUP BY grp, ep)
-SELECT s.grp, min(e.time) AS first_seen, max(e.time) AS last_seen, count(*) AS event_count,
-       list(e.event_id ORDER BY e.time, e.event_id) AS event_ids
-FROM spans s JOIN events e ON e.grp = s.grp AND e.time BETWEEN s.lo AND s.hi
-GROUP BY s.grp, s.ep"""
+marked AS (SELECT corr, grp, t, CASE WHEN lag(t) OVER (PARTITION BY corr, grp ORDER BY t) >= t - {span} THEN 0 ELSE 1 END AS brk FROM firing),
+episodes AS (SELECT corr, grp, t, sum(brk) OVER (PARTITION BY corr, grp ORDER BY t ROWS UNBOUNDED PRECEDING) AS ep FROM marked),
+spans AS (SELECT corr, grp, ep, min(t) - {span} AS lo, max(t) AS hi FROM episodes GROUP BY corr, grp, ep)
+SELECT s.corr, s.grp, min(e.time) AS first_seen, max(e.time) AS last_seen, count(*) AS event_count,
+       list(e.event_id ORDER BY e.time, e.event_id) AS event_ids{extra}
+FROM spans s JOIN events e ON e.corr = s.corr AND e.grp = s.grp AND e.time BETWEEN s.lo AND s.hi
+GROUP BY s.corr, s.grp, s.ep"""
 
 
-def _ordered_firing(corr: Correlation, span: str) -> str:
+def _distinct_firing(source: str, value: str, span: str, test: str) -> str:
+    """Times t of ``source``'s rows where the number of distinct non-null ``value``s among the
+    group's rows in [t - T, t] passes ``test``, in O(n log n).
+
+    A row at s makes its value *present* over [s, s + T]; a value's overlapping presences merge into
+    intervals (gaps and islands), and the distinct count at t is the number of intervals holding t:
+    a running sum of +1 at each interval start and -1 after each end, read at every row time (starts
+    sort before readings, ends after, so both window ends are inclusive)."""
+    return f"""WITH v AS (SELECT corr, grp, {value} AS v, time FROM {source} WHERE {value} IS NOT NULL),
+    gaps AS (SELECT corr, grp, v, time, CASE WHEN lag(time) OVER (PARTITION BY corr, grp, v ORDER BY time)
+             >= time - {span} THEN 0 ELSE 1 END AS brk FROM v),
+    islands AS (SELECT corr, grp, v, time, sum(brk) OVER (PARTITION BY corr, grp, v ORDER BY time
+                ROWS UNBOUNDED PRECEDING) AS k FROM gaps),
+    present AS (SELECT corr, grp, min(time) AS a, max(time) + {span} AS b FROM islands GROUP BY corr, grp, v, k),
+    sweep AS (SELECT corr, grp, a AS t, 0 AS ord, 1 AS d FROM present
+              UNION ALL SELECT corr, grp, b, 2, -1 FROM present
+              UNION ALL SELECT DISTINCT corr, grp, time, 1, 0 FROM {source}),
+    counted AS (SELECT corr, grp, t, ord, sum(d) OVER (PARTITION BY corr, grp ORDER BY t, ord
+                ROWS UNBOUNDED PRECEDING) AS n FROM sweep)
+    SELECT corr, grp, t FROM counted WHERE ord = 1 AND n {test}"""
+
+
+def _ordered_firing(n: int, span: str) -> str:
     """Chains r1 <= r2 <= ... <= rk: for each rk match, take the latest r(k-1) match at or before it
     (ASOF join), and so on back to r1; the latest predecessors give the shortest chain, so the
     window fires iff that chain starts within T."""
-    steps = [f"r{i}" for i in range(len(corr.rules))]
-    ctes = [f"{s} AS (SELECT grp, time FROM base WHERE rule = '{r}')" for s, r in zip(steps, corr.rules, strict=True)]
-    last = len(steps) - 1
-    query = f"SELECT c{last}.grp, c{last}.time AS t{last}"
-    joins = f"FROM {steps[last]} c{last}"
+    last = n - 1
+    # One equality key: DuckDB 2.0's ASOF JOIN misses matches with two (corr and grp).
+    ctes = [f"s{i} AS (SELECT corr, grp, _key, time FROM base WHERE step = {i})" for i in range(n)]
+    query = f"SELECT c{last}.corr, c{last}.grp, c{last}.time AS t{last}"
+    joins = f"FROM s{last} c{last}"
     for i in range(last - 1, -1, -1):
-        joins += f" ASOF JOIN {steps[i]} c{i} ON c{i}.grp = c{last}.grp AND c{i}.time <= c{i + 1}.time"
+        joins += f" ASOF JOIN s{i} c{i} ON c{i}._key = c{last}._key AND c{i}.time <= c{i + 1}.time"
         query += f", c{i}.time AS t{i}"
-    chain = f"{query} {joins}"
-    return f"WITH {', '.join(ctes)} SELECT grp, t{last} AS t FROM ({chain}) WHERE t0 >= t{last} - {span}"
+    return f"WITH {', '.join(ctes)} SELECT corr, grp, t{last} AS t FROM ({query} {joins}) WHERE t0 >= t{last} - {span}"
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "''")

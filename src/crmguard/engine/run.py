@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from crmguard.engine.correlate import correlation_sql
+from crmguard.engine.correlate import batch_sql, shape
 from crmguard.engine.rules import ACTOR, Rule
 from crmguard.schema import COLUMNS
 from crmguard.sources.sql import ident, sql_str
@@ -90,12 +90,19 @@ def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datet
     """Evaluate ``rules`` over ``con``'s ``events`` view between ``since`` and ``until`` (UTC,
     ``until`` exclusive) and return the alerts, sorted by first_seen."""
     prepare_matches(con, rules, since, until)
+    by_name = {r.name: r for r in rules}
     alerts: list[Alert] = []
+    detections: dict[tuple, list[Rule]] = {}
+    correlations: dict[tuple, list[Rule]] = {}
     for rule in rules:
         if rule.condition and not rule.hidden:
-            alerts += _detection_alerts(con, rule)
+            detections.setdefault((rule.dedup_fields, rule.dedup_period, rule.threshold), []).append(rule)
         elif rule.correlation:
-            alerts += _correlation_alerts(con, rule)
+            correlations.setdefault((shape(rule.correlation), allowlist_sql(rule)), []).append(rule)
+    for batch in detections.values():
+        alerts += _detection_alerts(con, batch, by_name)
+    for batch in correlations.values():
+        alerts += _correlation_alerts(con, batch, by_name)
     return sorted(alerts, key=lambda a: (a.first_seen, a.rule_id, a.id))
 
 
@@ -115,36 +122,40 @@ def _context(rows_total: object, objects: object, ips: object, apps: object, age
     return {"rows": rows_total, "objects": objects, "src_ips": ips, "apps": apps, "user_agents": agents}
 
 
-def _detection_alerts(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Alert]:
-    period = int(rule.dedup_period.total_seconds())
+def _detection_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name: dict[str, Rule]) -> list[Alert]:
+    """Alerts of detection rules sharing dedup fields, period and threshold, in one query."""
+    first = batch[0]
+    period = int(first.dedup_period.total_seconds())
     key = "concat_ws(' | ', " + ", ".join(f"coalesce(CAST({ACTOR if f == ACTOR else ident(f)} AS VARCHAR), '-')"
-                                          for f in rule.dedup_fields) + ")"
+                                          for f in first.dedup_fields) + ")"
+    names = ", ".join(f"'{sql_str(r.name)}'" for r in batch)
     rows = con.execute(
-        f"""SELECT {key} AS dkey, floor(epoch(time) / {period}) AS bucket, {_SUMMARY}
-        FROM mr WHERE rule = '{sql_str(rule.name)}' GROUP BY ALL HAVING count(DISTINCT event_id) >= {rule.threshold}
+        f"""SELECT rule, {key} AS dkey, floor(epoch(time) / {period}) AS bucket, {_SUMMARY}
+        FROM mr WHERE rule IN ({names}) GROUP BY ALL HAVING count(DISTINCT event_id) >= {first.threshold}
         ORDER BY first_seen"""
     ).fetchall()
     out = []
-    for dkey, bucket, first, last, n, ids, actor, rows_total, records, objects, ips, apps, agents in rows:
+    for name, dkey, bucket, first_seen, last, n, ids, actor, rows_total, records, objects, ips, apps, agents in rows:
+        rule = by_name[name]
         start = dt.datetime.fromtimestamp(bucket * period, dt.UTC)
         ctx = _context(rows_total, objects, ips, apps, agents)
-        out.append(Alert(_alert_id(rule.id, dkey, start), rule.id, rule.title, rule.severity, actor, first, last, n,
-                         dkey, tuple(ids), tuple(records or ()), explain(rule, actor, n, first, last, ctx), ctx))
+        out.append(Alert(_alert_id(rule.id, dkey, start), rule.id, rule.title, rule.severity, actor, first_seen, last,
+                         n, dkey, tuple(ids), tuple(records or ()), explain(rule, actor, n, first_seen, last, ctx), ctx))
     return out
 
 
-def _correlation_alerts(con: duckdb.DuckDBPyConnection, rule: Rule) -> list[Alert]:
-    corr = rule.correlation
-    assert corr is not None
+def _correlation_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name: dict[str, Rule]) -> list[Alert]:
+    """Alerts of correlation rules of one shape and allow-list, in one query."""
+    corrs = {r.name: r.correlation for r in batch if r.correlation}
     rows = con.execute(
-        f"""WITH ep AS ({correlation_sql(corr, where=allowlist_sql(rule))}),
-        one AS (SELECT * FROM mr QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY rule) = 1)
-        SELECT ep.grp, ep.first_seen, ep.last_seen, ep.event_count, ep.event_ids[1:{EVIDENCE_LIMIT}], c.*
-        FROM ep, LATERAL (SELECT {_CONTEXT} FROM one WHERE list_contains(ep.event_ids, one.event_id)) c
-        ORDER BY ep.first_seen"""
+        f"""SELECT corr, grp, first_seen, last_seen, event_count, event_ids[1:{EVIDENCE_LIMIT}], * EXCLUDE
+        (corr, grp, first_seen, last_seen, event_count, event_ids)
+        FROM ({batch_sql(corrs, where=allowlist_sql(batch[0]), aggregates=_CONTEXT)}) ORDER BY first_seen"""
     ).fetchall()
     out = []
-    for grp, first, last, n, ids, actor, rows_total, records, objects, ips, apps, agents in rows:
+    for name, grp, first, last, n, ids, actor, rows_total, records, objects, ips, apps, agents in rows:
+        rule = by_name[name]
+        corr = corrs[name]
         dkey = " | ".join(grp)
         if ACTOR in corr.group_by:
             actor = grp[corr.group_by.index(ACTOR)]
