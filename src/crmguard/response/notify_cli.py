@@ -39,14 +39,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one J
 def _print_report(report, title: str) -> None:
     from crmguard.response.outbox import STATUSES
 
+    shown = [s for s in STATUSES if report.by_status[s] or s == "sent"]  # the others are all zero
     table = Table(title=title)
     table.add_column("language")
-    for s in STATUSES:
+    for s in shown:
         table.add_column(s, justify="right")
     table.add_column("total", justify="right")
     for language, counts in sorted(report.by_language.items()):
-        table.add_row(language, *(f"{counts.get(s, 0):,}" for s in STATUSES), f"{sum(counts.values()):,}")
-    table.add_row("[bold]all", *(f"[bold]{report.by_status[s]:,}" for s in STATUSES), f"[bold]{report.total:,}")
+        table.add_row(language, *(f"{counts.get(s, 0):,}" for s in shown), f"{sum(counts.values()):,}")
+    table.add_row("[bold]all", *(f"[bold]{report.by_status[s]:,}" for s in shown), f"[bold]{report.total:,}")
     out.print(table)
 
 
