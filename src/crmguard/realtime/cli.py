@@ -92,15 +92,7 @@ def watch_command(
         watcher.recover()
         where = [f"inbox {options.inbox}"] if options.inbox else []
         if address and not once:
-            def health() -> tuple[bool, dict]:
-                m = watcher.metrics
-                age = time.time() - m.heartbeat
-                ok = age < options.stuck_after_s
-                return ok, {"status": "ok" if ok else "stuck", "loop_idle_s": round(age, 3), "watermark": m.watermark,
-                            "batches": m.batches, "events": m.events, "alerts_open": m.alerts_open,
-                            "spool_files": m.spool_files, "lag_s": round(m.lag_s, 3), "last_error": m.last_error}
-
-            app = create_app(watcher.spool, watcher.metrics, token, max_body, health)
+            app = create_app(watcher.spool, watcher.metrics, token, max_body, watcher.health)
             server = Server(app, *address)
             host, port = server.start()
             where.append(f"http://{host}:{port}/v1/events ({'bearer token' if token else 'no token, loopback only'})")

@@ -78,7 +78,8 @@ class Progress:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30)
+        # Opened by the thread that starts the watcher, used by the loop thread (one at a time).
+        self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(ALERTS_SCHEMA + SCHEMA)
 

@@ -199,6 +199,16 @@ class Watcher:
         record.alerts, record.created, record.updated = len(alerts), result.created, result.updated
         return [a.id for a in alerts]
 
+    def health(self) -> tuple[bool, dict[str, object]]:
+        """(healthy, status document): unhealthy when the loop has not come round for
+        ``stuck_after_s`` seconds (a batch hangs, or the loop died)."""
+        m = self.metrics
+        idle = time.time() - m.heartbeat
+        ok = idle < self.options.stuck_after_s
+        return ok, {"status": "ok" if ok else "stuck", "loop_idle_s": round(idle, 3), "watermark": m.watermark,
+                    "batches": m.batches, "events": m.events, "alerts_open": m.alerts_open,
+                    "spool_files": m.spool_files, "lag_s": round(m.lag_s, 3), "last_error": m.last_error}
+
     def _refresh_gauges(self) -> None:
         m = self.metrics
         m.spool_files, m.spool_bytes = self.spool.depth()
@@ -226,13 +236,15 @@ class Watcher:
             began = time.monotonic()
             try:
                 record = self.step()
-            except CrmguardError as exc:
-                self.metrics.batch_errors += 1
-                self.metrics.last_error = str(exc)
-                self.log(f"watch: batch failed, will retry: {exc}")
-                record = None
+            except Exception as exc:
+                # Whatever stopped the batch (a lake or engine error, a full disk), nothing of it was
+                # recorded: log it, keep serving, retry after the interval. --once reports it instead.
                 if once:
                     raise
+                self.metrics.batch_errors += 1
+                self.metrics.last_error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CrmguardError) else str(exc)
+                self.log(f"watch: batch failed, will retry: {self.metrics.last_error}")
+                record = None
             else:
                 self.metrics.last_error = None if record else self.metrics.last_error
             self.metrics.heartbeat = time.time()
