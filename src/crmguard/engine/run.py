@@ -61,7 +61,7 @@ def prepare_matches(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt
     conds = [f"({r.condition}){allowlist_sql(r)}" for r in detections]
     hits = "list_filter([" + ", ".join(f"CASE WHEN {c} THEN '{sql_str(r.name)}' END" for c, r in zip(conds, detections, strict=True)) + "], lambda x: x IS NOT NULL)"
     any_hit = " OR ".join(conds) or "false"
-    cols = ", ".join(ident(c.name) for c in COLUMNS if c.name != "raw")
+    cols = ", ".join(ident(c) for c in match_columns(rules))
     con.execute(
         "CREATE OR REPLACE TEMP TABLE identities AS SELECT user_id, arg_max(username, time) AS name FROM events "
         "WHERE user_id IS NOT NULL AND username IS NOT NULL GROUP BY user_id"
@@ -73,6 +73,23 @@ def prepare_matches(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt
             FROM events e LEFT JOIN identities i USING (user_id)
             WHERE {' AND '.join(where) or 'true'} AND ({any_hit}))"""
     )
+
+
+_ALWAYS = ("time", "event_id", "user_id", "username", "rows", "record_id", "object", "src_ip", "app", "user_agent")
+"""Match columns every run keeps: identity, time, and what alerts report (see ``_CONTEXT``)."""
+
+
+def match_columns(rules: list[Rule]) -> list[str]:
+    """The event columns ``mr`` keeps for ``rules``: those alerts report, plus every field a
+    rule's dedup key, correlation group, counted value or correlation allow-list uses."""
+    wanted = set(_ALWAYS)
+    for r in rules:
+        wanted.update(r.dedup_fields)
+        if r.correlation:
+            wanted.update(r.correlation.group_by)
+            wanted.update([r.correlation.field] if r.correlation.field else [])
+            wanted.update(r.allowlist)
+    return [c.name for c in COLUMNS if c.name in wanted]
 
 
 def allowlist_sql(rule: Rule) -> str:
