@@ -44,6 +44,7 @@ import numpy as np
 from crmguard.ingest import ingest
 from crmguard.lake import Lake
 from crmguard.simulate import simulate
+from crmguard.sinks import outbox
 
 CLI = str(Path(sys.executable).parent / "crmguard")
 TOKEN = "benchmark-token"
@@ -236,12 +237,9 @@ def main() -> int:
             deadline = time.monotonic() + 600
             receipts = {r for _t, r, _n in sent}
             while time.monotonic() < deadline:
-                db = sqlite3.connect(home / "state.db")
+                db = outbox.connect(home / "state.db")
                 done = {r[0] for r in db.execute("SELECT receipt FROM watch_receipts")}
-                try:
-                    pending = db.execute("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchall()[0][0]
-                except sqlite3.OperationalError:  # no alert enqueued yet
-                    pending = 0
+                pending = sum(c["pending"] for c in outbox.status_counts(db).values())
                 db.close()
                 if receipts <= done and not pending:
                     break
