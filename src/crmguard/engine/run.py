@@ -146,10 +146,13 @@ def _detection_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name
     key = "concat_ws(' | ', " + ", ".join(f"coalesce(CAST({ACTOR if f == ACTOR else ident(f)} AS VARCHAR), '-')"
                                           for f in first.dedup_fields) + ")"
     names = ", ".join(f"'{sql_str(r.name)}'" for r in batch)
+    # Count first, then build the heavy evidence lists only for the (rule, key, period) groups that
+    # reach the threshold: a threshold rule may match a third of all events and alert on few groups.
     rows = con.execute(
-        f"""SELECT rule, {key} AS dkey, floor(epoch(time) / {period}) AS bucket, {_SUMMARY}
-        FROM mr WHERE rule IN ({names}) GROUP BY ALL HAVING count(DISTINCT event_id) >= {first.threshold}
-        ORDER BY first_seen"""
+        f"""WITH m AS (SELECT *, {key} AS dkey, floor(epoch(time) / {period}) AS bucket FROM mr WHERE rule IN ({names})),
+        hot AS (SELECT rule, dkey, bucket FROM m GROUP BY ALL HAVING count(DISTINCT event_id) >= {first.threshold})
+        SELECT rule, dkey, bucket, {_SUMMARY} FROM m SEMI JOIN hot USING (rule, dkey, bucket)
+        GROUP BY ALL ORDER BY first_seen"""
     ).fetchall()
     out = []
     for name, dkey, bucket, first_seen, last, n, ids, actor, rows_total, records, objects, ips, apps, agents in rows:
