@@ -4,11 +4,12 @@ SQLite backend on an in-memory SQLite database (what Zircolite does), in one run
 Steps, each timed:
 1. simulate a retailer org (``--users`` × ``--days``, all campaigns) and ingest it into a lake;
 2. crmguard: ``run_rules`` over the lake with the whole pack (one scan + correlations);
-3. baseline: load the same normalised events into SQLite (``logs`` table, as Zircolite flattens
-   logs) and run each rule's pySigma-sqlite query. The baseline gets crmguard's parsed events for
-   free: its parsing time is not counted, which favours it.
-Then the pack is cloned to 100 and 1,000 rules (each clone a distinct predicate) to show how the
-cost grows with the number of rules.
+3. baseline, as Zircolite works: read and flatten every raw log file in Python (timed once), load
+   rows into an in-memory SQLite ``logs`` table and run each rule's pySigma-sqlite query. The rows
+   loaded are crmguard's normalised events (so the queries see the same fields); normalising them is
+   not charged to the baseline, which favours it. Its raw→alerts time = Python parse + load + queries.
+Then the pack's files are cloned to about 100 and 1,000 rules (each clone a distinct predicate) to
+show how the cost grows with the number of rules; SQLite runs up to ``--sqlite-max`` rules.
 
 Usage::
 
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import csv
+import io
 import json
 import sqlite3
 import sys
@@ -70,6 +73,36 @@ def clone_pack(target: Path, n: int) -> None:
     (target / "pack.yml").write_text(yaml.safe_dump_all(out, sort_keys=False))
 
 
+def _flatten(obj: object, prefix: str = "") -> dict:
+    if isinstance(obj, dict):
+        out: dict = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}{k}." if not isinstance(v, dict) else f"{prefix}{k}."))
+        return {k.rstrip("."): v for k, v in out.items()}
+    return {prefix: obj}
+
+
+def python_parse(raw_dirs: list[Path]) -> tuple[int, float]:
+    """What Zircolite does before SQLite sees a row: read every raw log file in Python (csv /
+    json) and flatten each record to one level of columns. Returns (records, seconds)."""
+    t0 = time.perf_counter()
+    n = 0
+    for d in raw_dirs:
+        for f in sorted(p for p in d.rglob("*") if p.is_file()):
+            text = f.read_text(encoding="utf-8")
+            if f.suffix == ".csv":
+                records: list = list(csv.DictReader(io.StringIO(text)))
+            elif text.lstrip().startswith("["):
+                records = json.loads(text)
+            elif text.lstrip().startswith("{") and "\n{" not in text.strip():
+                doc = json.loads(text)
+                records = doc.get("records", [doc]) if isinstance(doc, dict) else [doc]
+            else:
+                records = [json.loads(line) for line in text.splitlines() if line.strip()]
+            n += len([_flatten(r) for r in records])
+    return n, time.perf_counter() - t0
+
+
 def sqlite_baseline(lake: Lake, rules_dir: Path) -> dict:
     """Load the lake's events into in-memory SQLite and run pySigma-sqlite queries for every rule."""
     from sigma.backends.sqlite import sqliteBackend
@@ -115,6 +148,8 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sizes", default="15,100,1000", help="rule-pack sizes to time (comma separated)")
+    parser.add_argument("--sqlite-max", type=int, default=100,
+                        help="largest pack to run on SQLite too (it runs one query per rule)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="crmguard-detect-bench-") as tmp:
@@ -125,31 +160,35 @@ def main() -> int:
         ing = ingest([str(work / "sim" / "salesforce"), str(work / "sim" / "okta")], lake)
         ingest_s = time.perf_counter() - t0
         events = ing.total.stored
+        parsed, parse_s = python_parse([work / "sim" / "salesforce", work / "sim" / "okta"])
         results = []
         for n in [int(s) for s in args.sizes.split(",")]:
             rules_dir = work / f"rules{n}"
             rules_dir.mkdir()
             clone_pack(rules_dir, n)
             mine = ours(lake, rules_dir)
-            base = sqlite_baseline(lake, rules_dir) if n <= 100 else None
+            base = sqlite_baseline(lake, rules_dir) if n <= args.sqlite_max else None
             results.append({"rules": mine["rules"], "crmguard": mine, "sqlite": base})
-    report = {"events": events, "simulated": summary.total_events, "ingest_s": round(ingest_s, 2), "results": results}
+    report = {"events": events, "simulated": summary.total_events, "ingest_s": round(ingest_s, 2),
+              "python_parse_s": round(parse_s, 2), "python_parsed": parsed, "results": results}
     if args.json:
         print(json.dumps(report, default=str))
         return 0
-    print(f"{events:,} events ({args.users} users × {args.days} days); ingest (parse + lake) {ingest_s:.1f} s")
+    print(f"{events:,} events ({args.users} users × {args.days} days); crmguard ingest (parse + lake) {ingest_s:.1f} s; "
+          f"Python parse + flatten of the raw files (Zircolite's first step) {parse_s:.1f} s")
     print("| rules | crmguard eval s | crmguard events/s | crmguard raw→alerts s | SQLite load s | SQLite eval s | "
-          "SQLite events/s | SQLite raw→alerts s | speed-up end to end |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "SQLite events/s | SQLite raw→alerts s | speed-up eval | speed-up end to end |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
         m, b = r["crmguard"], r["sqlite"]
         e2e = ingest_s + m["eval_s"]
         row = f"| {r['rules']} | {m['eval_s']:.2f} | {events / m['eval_s']:,.0f} | {e2e:.1f} |"
         if b:
-            b_e2e = b["load_s"] + b["eval_s"]
-            row += f" {b['load_s']:.1f} | {b['eval_s']:.2f} | {events / b['eval_s']:,.0f} | {b_e2e:.1f} | {b_e2e / e2e:.1f}× |"
+            b_e2e = parse_s + b["load_s"] + b["eval_s"]
+            row += (f" {b['load_s']:.1f} | {b['eval_s']:.2f} | {events / b['eval_s']:,.0f} | {b_e2e:.1f} | "
+                    f"{b['eval_s'] / m['eval_s']:.1f}× | {b_e2e / e2e:.1f}× |")
         else:
-            row += " – | – | – | – | – |"
+            row += " – | – | – | – | – | – |"
         print(row)
     return 0
 

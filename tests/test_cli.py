@@ -61,6 +61,16 @@ def test_query_formats(tmp_path: Path, log: Path, capsys) -> None:
     assert "0" in capsys.readouterr().out
 
 
+def test_query_csv_writes_lists_and_structs_as_json(tmp_path: Path, log: Path, capsys) -> None:
+    home = str(tmp_path / "h")
+    main(["ingest", "--home", home, str(log)])
+    capsys.readouterr()
+    sql = "SELECT list(outcome ORDER BY time) AS outcomes, {'n': count(*)} AS s FROM events"
+    assert main(["query", "--home", home, "--format", "csv", sql]) == EXIT_OK
+    [row] = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert json.loads(row["outcomes"]) == ["success", "failure"] and json.loads(row["s"]) == {"n": 2}
+
+
 def test_query_on_an_empty_lake_has_the_schema(tmp_path: Path, capsys) -> None:
     assert main(["query", "--home", str(tmp_path), "--format", "json", "SELECT count(*) AS n, count(event_id) AS e FROM events"]) == EXIT_OK
     assert json.loads(capsys.readouterr().out) == [{"n": 0, "e": 0}]

@@ -32,6 +32,11 @@ def render(table: pa.Table, fmt: str, console: Console) -> None:
         sys.stdout.write(to_json(table) + "\n")
     elif fmt == "csv":
         buf = io.BytesIO()
+        # CSV has no nested values: lists, structs and maps are written as their JSON text.
+        nested = [i for i, f in enumerate(table.schema) if pa.types.is_nested(f.type)]
+        for i in nested:
+            texts = [None if v is None else orjson.dumps(v, default=_jsonable).decode() for v in table.column(i).to_pylist()]
+            table = table.set_column(i, table.field(i).name, pa.array(texts, pa.string()))
         pacsv.write_csv(table, buf)
         sys.stdout.write(buf.getvalue().decode())
     else:
