@@ -36,9 +36,21 @@ def correlation_sql(corr: Correlation, matches: str = "mr", where: str = "", agg
     """Return a SELECT over table ``matches`` (one row per (rule, matching event), with columns
     ``rule``, ``time``, ``event_id`` and the event schema) yielding one row per episode:
     ``grp`` (list of group values), ``first_seen``, ``last_seen``, ``event_count``, ``event_ids``,
-    then ``aggregates`` (extra SELECT items over the episode's events, e.g. ``sum(rows) AS n``).
+    ``fired_at`` (the first match time at which the condition held), then ``aggregates`` (extra SELECT items over the episode's events, e.g. ``sum(rows) AS n``).
     ``where`` (``" AND ..."``) further filters the matches, e.g. the correlation's allow-list."""
     return f"SELECT * EXCLUDE (corr) FROM ({batch_sql({'_': corr}, matches, where, aggregates)})"
+
+
+def _group_value(name: str, corrs: dict[str, Correlation]) -> str:
+    """SQL for group-by ``name`` over a match ``m`` of correlation ``c.corr``: the field itself, or
+    for a Sigma alias the field its mapping names for the match's rule."""
+    cases = [
+        f"WHEN c.corr = '{_quote(cn)}' AND m.rule = '{_quote(rule)}' THEN CAST(m.{_field(fld)} AS VARCHAR)"
+        for cn, corr in corrs.items() for rule, fld in (corr.alias(name) or {}).items()
+    ]
+    if not cases:
+        return f"CAST(m.{_field(name)} AS VARCHAR)"
+    return f"(CASE {' '.join(cases)} END)"
 
 
 def shape(corr: Correlation) -> tuple[object, ...]:
@@ -59,8 +71,9 @@ def batch_sql(corrs: dict[str, Correlation], matches: str = "mr", where: str = "
     span = f"INTERVAL {secs} SECOND"
     steps = ", ".join(f"('{_quote(name)}', '{_quote(rule)}', {i})" for name, c in corrs.items()
                       for i, rule in enumerate(c.rules))
-    group = "[" + ", ".join(f"CAST(m.{_field(g)} AS VARCHAR)" for g in corr.group_by) + "]::VARCHAR[]"
-    not_null = " AND ".join(f"m.{_field(g)} IS NOT NULL" for g in corr.group_by) or "true"
+    values = [_group_value(g, corrs) for g in corr.group_by]
+    group = "[" + ", ".join(values) + "]::VARCHAR[]"
+    not_null = " AND ".join(f"{v} IS NOT NULL" for v in values) or "true"
     op = OPS[corr.op]
     window = f"(PARTITION BY corr, grp ORDER BY time RANGE BETWEEN {span} PRECEDING AND CURRENT ROW)"
     base = (f"SELECT c.corr, c.step, m.*, {group} AS grp, list_prepend(c.corr, {group}) AS _key FROM {matches} m "
@@ -86,7 +99,7 @@ marked AS (SELECT corr, grp, t, CASE WHEN lag(t) OVER (PARTITION BY corr, grp OR
 episodes AS (SELECT corr, grp, t, sum(brk) OVER (PARTITION BY corr, grp ORDER BY t ROWS UNBOUNDED PRECEDING) AS ep FROM marked),
 spans AS (SELECT corr, grp, ep, min(t) - {span} AS lo, max(t) AS hi FROM episodes GROUP BY corr, grp, ep)
 SELECT s.corr, s.grp, min(e.time) AS first_seen, max(e.time) AS last_seen, count(*) AS event_count,
-       list(e.event_id ORDER BY e.time, e.event_id) AS event_ids{extra}
+       list(e.event_id ORDER BY e.time, e.event_id) AS event_ids, any_value(s.lo) + {span} AS fired_at{extra}
 FROM spans s JOIN events e ON e.corr = s.corr AND e.grp = s.grp AND e.time BETWEEN s.lo AND s.hi
 GROUP BY s.corr, s.grp, s.ep"""
 

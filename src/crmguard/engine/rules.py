@@ -46,7 +46,9 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 class Correlation:
     """A compiled Sigma correlation: ``type`` (event_count, value_count, temporal,
     temporal_ordered), the base rule names in order, ``group_by`` fields, ``timespan``, the
-    condition operator and count, and the field counted by value_count."""
+    condition operator and count, and the field counted by value_count. ``aliases`` are Sigma's
+    field aliases: a group-by name that reads a different field in each base rule, as
+    ``((alias, ((rule, field), ...)), ...)``."""
 
     type: str
     rules: tuple[str, ...]
@@ -55,6 +57,19 @@ class Correlation:
     op: str
     count: int
     field: str | None = None
+    aliases: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+
+    def alias(self, name: str) -> dict[str, str] | None:
+        """The rule → field mapping of alias ``name``, or None when ``name`` is a plain field."""
+        for alias, mapping in self.aliases:
+            if alias == name:
+                return dict(mapping)
+        return None
+
+    def fields(self) -> set[str]:
+        """Every event field the correlation reads: group-by fields (through aliases) and the counted field."""
+        out = {f for g in self.group_by for f in ((self.alias(g) or {g: g}).values())}
+        return out | ({self.field} if self.field else set())
 
 
 @dataclass(frozen=True)
@@ -163,14 +178,25 @@ def _compile(rule: SigmaRule | SigmaCorrelationRule, tuning: dict[str, dict[str,
             raise RuleError(f"unknown field {fld!r} in crmguard settings", file=path, field=fld)
     if isinstance(rule, SigmaCorrelationRule):
         cond = rule.condition
+        names = {ref.reference: ref.rule.name or str(ref.rule.id) for ref in rule.rules}
+        aliases = tuple(
+            (name, tuple((names.get(ref.reference, ref.reference), fld) for ref, fld in alias.mapping.items()))
+            for name, alias in (rule.aliases.aliases.items() if rule.aliases else ())
+        )
         corr = Correlation(
             type=rule.type.name.lower(),
             rules=tuple(ref.rule.name or str(ref.rule.id) for ref in rule.rules),
             group_by=tuple(rule.group_by or ()),
             timespan=dt.timedelta(seconds=rule.timespan.seconds),
             op=cond.op.name.lower(), count=int(cond.count), field=getattr(cond, "fieldref", None),
+            aliases=aliases,
         )
-        for fld in (*corr.group_by, *([corr.field] if corr.field else [])):
+        for name, mapping in aliases:
+            unknown = [r for r, _ in mapping if r not in corr.rules]
+            if unknown:
+                raise RuleError(f"alias {name!r} maps rule(s) {', '.join(unknown)} the correlation does not use",
+                                file=path, field=name)
+        for fld in corr.fields():
             if fld not in COLUMN_NAMES and fld != ACTOR:
                 raise RuleError(f"unknown field {fld!r} in correlation", file=path, field=fld)
         return Rule(correlation=corr, **common)

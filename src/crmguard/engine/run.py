@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from crmguard.engine.correlate import batch_sql, shape
-from crmguard.engine.rules import ACTOR, Rule
+from crmguard.engine.rules import ACTOR, Correlation, Rule
 from crmguard.schema import COLUMNS
 from crmguard.sources.sql import ident, sql_str
 
@@ -86,8 +86,7 @@ def match_columns(rules: list[Rule]) -> list[str]:
     for r in rules:
         wanted.update(r.dedup_fields)
         if r.correlation:
-            wanted.update(r.correlation.group_by)
-            wanted.update([r.correlation.field] if r.correlation.field else [])
+            wanted.update(r.correlation.fields())
             wanted.update(r.allowlist)
     return [c.name for c in COLUMNS if c.name in wanted]
 
@@ -168,24 +167,36 @@ def _correlation_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_na
     """Alerts of correlation rules of one shape and allow-list, in one query."""
     corrs = {r.name: r.correlation for r in batch if r.correlation}
     rows = con.execute(
-        f"""SELECT corr, grp, first_seen, last_seen, event_count, event_ids[1:{EVIDENCE_LIMIT}], * EXCLUDE
-        (corr, grp, first_seen, last_seen, event_count, event_ids)
+        f"""SELECT corr, grp, first_seen, last_seen, event_count, event_ids[1:{EVIDENCE_LIMIT}], fired_at, * EXCLUDE
+        (corr, grp, first_seen, last_seen, event_count, event_ids, fired_at)
         FROM ({batch_sql(corrs, where=allowlist_sql(batch[0]), aggregates=_CONTEXT)}) ORDER BY first_seen"""
     ).fetchall()
     out = []
-    for name, grp, first, last, n, ids, actor, rows_total, records, objects, ips, apps, agents in rows:
+    for name, grp, first, last, n, ids, fired, actor, rows_total, records, objects, ips, apps, agents in rows:
         rule = by_name[name]
         corr = corrs[name]
         dkey = " | ".join(grp)
-        if ACTOR in corr.group_by:
-            actor = grp[corr.group_by.index(ACTOR)]
-        elif "username" in corr.group_by:
-            actor = grp[corr.group_by.index("username")]
+        who = _identity_index(corr)
+        if who is not None:
+            actor = grp[who]
         ctx = {**_context(rows_total, objects, ips, apps, agents),
-               "group_by": dict(zip(corr.group_by, grp, strict=True)), "rules": list(corr.rules)}
+               "group_by": dict(zip(corr.group_by, grp, strict=True)), "rules": list(corr.rules),
+               "fired_at": fired.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")}
         out.append(Alert(_alert_id(rule.id, dkey, first), rule.id, rule.title, rule.severity, actor, first, last, n,
                          dkey, tuple(ids), tuple(records or ()), explain(rule, actor, n, first, last, ctx), ctx))
     return out
+
+
+_IDENTITY_FIELDS = (ACTOR, "username", "target_user", "user_id")
+
+
+def _identity_index(corr: Correlation) -> int | None:
+    """Which group-by value names the identity a correlation alert is about (through aliases too)."""
+    for wanted in _IDENTITY_FIELDS:
+        for i, g in enumerate(corr.group_by):
+            if wanted in (corr.alias(g) or {g: g}).values():
+                return i
+    return None
 
 
 def explain(rule: Rule, actor: str | None, n: int, first: dt.datetime, last: dt.datetime, ctx: dict[str, object]) -> str:
