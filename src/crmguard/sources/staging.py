@@ -274,8 +274,10 @@ class FileStager:
         names = self._names_sql()
         cursor = self.con.cursor()
         # Batches must arrive in file order: a row's ordinal in its file gives its line number if
-        # quarantined, and the earliest copy of a duplicated event is the one stored.
+        # quarantined, and the earliest copy of a duplicated event is the one stored. DuckDB turns
+        # a mapping's `x IN (...)` into a join, whose output is not in order: keep them as tests.
         cursor.execute("SET preserve_insertion_order = true")
+        cursor.execute("SET disabled_optimizers = 'in_clause'")
         cursor.execute("SET enable_progress_bar = false")
         stream = cursor.sql(with_event_id(mapping.source,
             f"SELECT {select_list(mapping.build(csv_field(header)))}, "
@@ -285,13 +287,14 @@ class FileStager:
         # The setting is database-wide: the stream above was planned in order; the lake's writes
         # that follow need not be (order-preserving COPY is about twice as slow).
         self.con.execute("SET preserve_insertion_order = false")
+        self.con.execute("SET disabled_optimizers = ''")
         seen = np.zeros(len(self.files), dtype=np.int64)
-        for batch in stream:
-            file_of = batch.column("_file").to_numpy()
+        # The reader hands over pieces of a few thousand rows; the lake commits a chunk at a time.
+        for table in _rechunk(stream, CHUNK_ROWS):
+            file_of = table.column("_file").to_numpy()
             ordinals = _ordinals(file_of, seen)
             for i, n in zip(*np.unique(file_of, return_counts=True)):
                 self.read[self.names[i]] += int(n)
-            table = pa.Table.from_batches([batch])
             yield table.add_column(table.schema.get_field_index("_file"), "_record", pa.array(ordinals))
         # One quarantine row per rejected line, naming its first faulty column and every problem.
         rejects = cursor.sql(
@@ -341,6 +344,21 @@ class FileStager:
             "WHERE qstaged.record = numbered.r AND qstaged.line IS NULL AND qstaged.file = numbered.f"
         )
         self.con.unregister("numbered")
+
+
+def _rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """Gather consecutive record ``batches`` into tables of at least ``rows`` rows (the last may be
+    smaller), in order."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield pa.Table.from_batches(pending)
+            pending, count = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending)
 
 
 def _ordinals(file_of: np.ndarray, seen: np.ndarray) -> np.ndarray:
