@@ -162,6 +162,10 @@ def measure(state: Path, sent: list[tuple[float, str, int]], delivered: dict[str
     db = sqlite3.connect(state)
     receipts = {r: (b, done) for r, b, done in db.execute("SELECT receipt, batch, done FROM watch_receipts")}
     batches = db.execute("SELECT id, started, done, events FROM watch_batches ORDER BY id").fetchall()
+    spent: dict[str, float] = {}
+    for (detail,) in db.execute("SELECT detail FROM watch_batches"):
+        for k, v in json.loads(detail).get("timings", {}).items():
+            spent[k] = spent.get(k, 0.0) + v
     alerts = db.execute("SELECT id, created_at FROM alerts").fetchall()
     db.close()
     sent_at = {r: (t, n) for t, r, n in sent}
@@ -197,6 +201,7 @@ def measure(state: Path, sent: list[tuple[float, str, int]], delivered: dict[str
         "alerts_delivered": len(delivered_lat),
         "alert_delivered_p50_s": round(_pct(delivered_lat, 50), 3),
         "alert_delivered_p99_s": round(_pct(delivered_lat, 99), 3),
+        **{f"batch_time_{k}": round(v, 1) for k, v in spent.items()},
     }
 
 

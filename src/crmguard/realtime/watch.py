@@ -124,12 +124,16 @@ class Watcher:
         record = BatchRecord(started=time.time(), inputs=len(inputs))
         duplicates = self._ingest(inputs, record)
         _kill_point("ingested", self._steps)
+        timings = {"ingest_s": time.time() - record.started}
         new_files = [f for f in self.lake.event_files() if f not in self.processed]
         new = self.cache.add(new_files, self.progress.watermark())
+        timings["scan_s"] = time.time() - record.started - sum(timings.values())
         record.events, record.late, record.min_new, record.max_new = new.count, new.late, new.min_time, new.max_time
         saved_ids: list[str] = []
         if new.min_time is not None:
             saved_ids = self._detect(new.min_time, record)
+        timings["rules_s"] = time.time() - record.started - sum(timings.values())
+        record.detail["timings"] = {k: round(v, 3) for k, v in timings.items()}
         _kill_point("stored", self._steps)
         if saved_ids and self.options.sinks is not None:
             from crmguard.sinks.outbox import enqueue
@@ -177,7 +181,7 @@ class Watcher:
                 src = Path(f.path)
                 if src.exists():
                     os.replace(src, failed / src.name)
-        record.detail = {"ingest": summary.total.as_dict(), "failed": [f.path for f in summary.failed]}
+        record.detail.update(ingest=summary.total.as_dict(), failed=[f.path for f in summary.failed])
         return summary.total.duplicate
 
     def _detect(self, min_new: dt.datetime, record: BatchRecord) -> list[str]:
