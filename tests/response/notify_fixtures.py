@@ -129,10 +129,14 @@ class Recorder:
     """aiosmtpd handler: records accepted messages and appends each Message-ID to ``ids_file``
     (what an MTA log would show); ``reply(n, envelope)`` may return an SMTP reply to refuse the
     ``n``-th message instead (``None`` accepts), or :data:`DROP` to accept it and cut the
-    connection before answering."""
+    connection before answering. The ``hold_at``-th message is accepted and logged, and its 250
+    held back until :attr:`release` is set (a sender stuck waiting for the reply)."""
 
-    def __init__(self, ids_file: Path, reply: Callable[[int, object], str | None] | None = None) -> None:
+    def __init__(self, ids_file: Path, reply: Callable[[int, object], str | None] | None = None,
+                 hold_at: int | None = None) -> None:
         self.received = Received()
+        self.hold_at = hold_at
+        self.release = threading.Event()
         self.ids_file = ids_file
         self.ids = ids_file.open("a")
         self.reply = reply
@@ -156,6 +160,9 @@ class Recorder:
             self.ids.flush()  # written before the 250, as an MTA logs what it accepted
         if answer == DROP:
             server.transport.abort()
+        if self.calls == self.hold_at:  # accepted and logged, but the 250 waits until the test says
+            while not self.release.is_set():
+                await asyncio.sleep(0.005)
         return "250 2.0.0 OK queued"
 
 
@@ -186,15 +193,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def smtp_server(tmp_path: Path, reply: Callable[[int, object], str | None] | None = None) -> Iterator[tuple[Recorder, int]]:
+def smtp_server(tmp_path: Path, reply: Callable[[int, object], str | None] | None = None,
+                hold_at: int | None = None) -> Iterator[tuple[Recorder, int]]:
     """Run an aiosmtpd server on 127.0.0.1; yields ``(recorder, port)``."""
-    recorder = Recorder(tmp_path / "received-ids.txt", reply)
+    recorder = Recorder(tmp_path / "received-ids.txt", reply, hold_at)
     port = free_port()
     controller = _Controller(recorder, hostname="127.0.0.1", port=port, loop=asyncio.new_event_loop())
     controller.start()
     try:
         yield recorder, port
     finally:
+        recorder.release.set()
         controller.stop()
         controller.loop.close()
         recorder.ids.close()
