@@ -51,3 +51,14 @@ class NotificationError(CrmguardError):
 class ResponseError(CrmguardError):
     """An incident action cannot be done: unknown incident, a clock not yet set, a late filing
     without its reason, a scope without data."""
+
+
+class SalesforceApiError(ResponseError):
+    """A Salesforce REST call failed: ``call`` names it (method and path), ``status`` is the HTTP
+    status (None when no answer came back)."""
+
+    def __init__(self, message: str, *, call: str, status: int | None = None, body: str = "") -> None:
+        self.call = call
+        self.status = status
+        self.body = body
+        super().__init__(f"{call}: {message}" + (f" (HTTP {status})" if status is not None else ""))
