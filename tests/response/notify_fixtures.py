@@ -47,13 +47,14 @@ ALL_FIELDS = ["FirstName", "LastName", "Email", "Phone", "MailingStreet", "Maili
 # country's main language, then English.
 LANGUAGE_CASES = [
     ("en", "GB", "en"), ("fr", "FR", "fr"), ("it", "IT", "it"), ("de", "DE", "de"), ("ja", "JP", "ja"),
-    ("zh", "CN", "zh"), ("de", "AT", "de"), ("zh", "HK", "zh"), ("", "CH", "de"), ("pt", "FR", "fr"),
-    ("ko", "KR", "en"), (None, None, "en"), ("es", "MX", "es"),
+    ("zh", "CN", "zh"), ("de", "AT", "de"), ("zh", "HK", "zh-Hant"), ("", "CH", "de"), ("pt", "FR", "fr"),
+    ("ko", "KR", "en"), (None, None, "en"), ("es", "MX", "es"), ("zh", "GB", "zh"), (None, "TW", "zh-Hant"),
 ]
 
 # A word every notice in that language has in its subject, and none of the others has.
 SUBJECT_MARKER = {"en": "important information", "fr": "information importante", "it": "informazioni importanti",
-                  "de": "Wichtige Information", "es": "información importante", "ja": "お知らせ", "zh": "通知"}
+                  "de": "Wichtige Information", "es": "información importante", "ja": "お知らせ", "zh": "个人信息",
+                  "zh-Hant": "個人資料"}
 
 COLUMNS = ("incident_id", "customer_id", "first_name", "last_name", "email", "phone", "country", "language",
            "brand", "total_spend", "spend_tier", "fields_exposed", "exact")

@@ -24,7 +24,7 @@ INC = Incident.model_validate(INCIDENT)
 PEOPLE = {
     "en": ("Emma", "Clarke", "GB"), "fr": ("Camille", "Martin", "FR"), "it": ("Giulia", "Rossi", "IT"),
     "de": ("Jonas", "Müller", "DE"), "es": ("Lucía", "García", "ES"), "ja": ("花子", "佐藤", "JP"),
-    "zh": ("伟", "王", "CN"),
+    "zh": ("伟", "王", "CN"), "zh-Hant": ("美玲", "陳", "HK"),
 }
 
 
@@ -82,6 +82,7 @@ def test_names_and_fields_are_escaped_in_html_only() -> None:
 def test_japanese_and_chinese_names_family_name_first() -> None:
     assert RENDERER.render(INC, _customer("ja"), "ja").text.startswith("佐藤花子 様")
     assert RENDERER.render(INC, _customer("zh"), "zh").text.startswith("尊敬的王伟：")
+    assert RENDERER.render(INC, _customer("zh-Hant"), "zh-Hant").text.startswith("親愛的陳美玲：")
     latin = RENDERER.render(INC, _customer("ja", first_name="Jeanne", last_name="Dupont"), "ja").text
     assert latin.startswith("Jeanne Dupont 様")
 

@@ -6,8 +6,10 @@ subject, month names and the names of the CRM fields a customer may have had exp
 available when both of its templates exist. The version is part of the outbox key: a reworded notice
 is a new version, so nobody is told twice by the same version and the record says what each customer read.
 
-Which language a customer reads: their own ``language`` when a template exists for it, else the main
-language of their ``country`` (:data:`COUNTRY_LANGUAGE`), else English.
+Which language a customer reads: their own ``language`` when a template exists for it — in the
+written form of their country when there is one (Chinese in Hong Kong, Macau and Taiwan is written
+in traditional characters: ``zh-Hant``) — else the main language of their ``country``
+(:data:`COUNTRY_LANGUAGE`), else English.
 """
 
 from __future__ import annotations
@@ -45,9 +47,14 @@ COUNTRY_LANGUAGE: dict[str, str] = {
     "IT": "it", "SM": "it", "VA": "it",
     "DE": "de", "AT": "de", "CH": "de", "LI": "de",
     "JP": "ja",
-    "CN": "zh", "TW": "zh", "HK": "zh", "MO": "zh",
+    "CN": "zh", "TW": "zh-Hant", "HK": "zh-Hant", "MO": "zh-Hant",
     "ES": "es", "MX": "es", "AR": "es", "CO": "es", "CL": "es", "PE": "es",
     "GB": "en", "IE": "en", "US": "en", "CA": "en", "AU": "en", "NZ": "en", "SG": "en",
+}
+
+REGIONAL_FORM: dict[tuple[str, str], str] = {
+    # (language, country) → the form of the language written there, when it is not the default one.
+    ("zh", "TW"): "zh-Hant", ("zh", "HK"): "zh-Hant", ("zh", "MO"): "zh-Hant",
 }
 
 INCIDENT_FILE = "incident.json"
@@ -171,13 +178,16 @@ def template_languages(version: str = TEMPLATE_VERSION) -> tuple[str, ...]:
 
 
 def choose_language(language: Optional[str], country: Optional[str], available: tuple[str, ...]) -> str:
-    """Return the notice language for a customer: ``language`` (ISO 639-1) if ``available`` has it,
-    else the main language of ``country`` (ISO 3166-1 alpha-2) if available, else English."""
+    """Return the notice language (a template name) for a customer: ``language`` (ISO 639-1) as
+    written in ``country`` (ISO 3166-1 alpha-2) if ``available`` has that form, else ``language``,
+    else the main language of ``country``, else English."""
     own = (language or "").strip().lower()[:2]
-    if own in available:
-        return own
-    by_country = COUNTRY_LANGUAGE.get((country or "").strip().upper())
-    return by_country if by_country in available else FALLBACK_LANGUAGE
+    where = (country or "").strip().upper()
+    for candidate in (REGIONAL_FORM.get((own, where)), own, COUNTRY_LANGUAGE.get(where),
+                      (COUNTRY_LANGUAGE.get(where) or "").split("-")[0]):
+        if candidate and candidate in available:
+            return candidate
+    return FALLBACK_LANGUAGE
 
 
 @cache
@@ -204,7 +214,7 @@ def display_name(first: Optional[str], last: Optional[str], language: str) -> st
     name is written family name first with no space in those languages; any other name given name
     first; '' if unknown."""
     first, last = (first or "").strip(), (last or "").strip()
-    if language in ("ja", "zh") and _is_cjk(first + last):
+    if language.split("-")[0] in ("ja", "zh") and _is_cjk(first + last):
         return "".join(p for p in (last, first) if p)
     return " ".join(p for p in (first, last) if p)
 
@@ -278,7 +288,7 @@ def build_message(notice: Notice, *, sender: str, recipient: str, message_id: st
 
     Built with the ``email.mime`` classes (compat32 policy), which build a message several times
     faster than ``EmailMessage``'s header registry: this runs once per customer."""
-    charset = _B64 if notice.language in ("ja", "zh") else _QP
+    charset = _B64 if notice.language.split("-")[0] in ("ja", "zh") else _QP
     msg = MIMEMultipart("alternative")
     name, address = email.utils.parseaddr(sender)
     msg["From"] = email.utils.formataddr((name, address), charset="utf-8")

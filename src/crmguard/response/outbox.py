@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from crmguard.errors import NotificationError
-from crmguard.response.notices import COUNTRY_LANGUAGE, FALLBACK_LANGUAGE
+from crmguard.response.notices import FALLBACK_LANGUAGE, choose_language
 
 STATUSES = ("pending", "sending", "sent", "failed_temp", "failed_perm", "bounced", "unknown")
 FINAL = ("sent", "failed_perm", "bounced")
@@ -215,23 +215,25 @@ class Outbox:
             raise NotificationError(f"template version {version} has no {FALLBACK_LANGUAGE} notice")
         con = duckdb.connect()
         try:
-            con.register("template_language", pa.table({"language": list(languages)}))
-            pairs = [(c, lang) for c, lang in COUNTRY_LANGUAGE.items() if lang in languages]
-            con.register("country_language", pa.table({"country": [c for c, _ in pairs], "language": [lg for _, lg in pairs]}))
             try:
-                table = con.sql(f"""
+                path = {"path": str(customers)}
+                # The rule lives in one place (choose_language), applied once per distinct pair.
+                pairs = con.sql("SELECT DISTINCT language::VARCHAR AS l, country::VARCHAR AS c FROM read_parquet($path)",
+                                params=path).fetchall()
+                chosen = [choose_language(lang, country, languages) for lang, country in pairs]
+                con.register("notice_language", pa.table({"l": [p[0] for p in pairs], "c": [p[1] for p in pairs],
+                                                          "language": chosen}))
+                table = con.sql("""
                     SELECT DISTINCT ON (p.customer_id) p.customer_id::VARCHAR AS customer_id,
-                           trim(p.email) AS email,
-                           coalesce(t.language, cl.language, '{FALLBACK_LANGUAGE}') AS language,
+                           trim(p.email) AS email, n.language,
                            '<' || substr(sha256($incident || '|' || p.customer_id || '|' || $version), 1, 40)
                                || '@' || $domain || '>' AS message_id
                     FROM read_parquet($path) p
-                    LEFT JOIN template_language t ON t.language = lower(substr(trim(p.language), 1, 2))
-                    LEFT JOIN country_language cl ON cl.country = upper(trim(p.country))
+                    JOIN notice_language n ON n.l IS NOT DISTINCT FROM p.language::VARCHAR
+                                          AND n.c IS NOT DISTINCT FROM p.country::VARCHAR
                     WHERE p.customer_id IS NOT NULL
                     ORDER BY p.customer_id
-                """, params={"incident": incident_id, "version": version, "domain": domain, "path": str(customers)}
-                ).to_arrow_table()
+                """, params={**path, "incident": incident_id, "version": version, "domain": domain}).to_arrow_table()
             except duckdb.Error as exc:
                 raise NotificationError(f"cannot read affected customers: {str(exc).splitlines()[0]}",
                                         file=str(customers)) from exc
