@@ -14,7 +14,7 @@ from notify_fixtures import INCIDENT_ID, LANGUAGE_CASES, customer, many_customer
 
 from crmguard.errors import NotificationError
 from crmguard.response.mailer import TokenBucket, backoff, parse_hostport
-from crmguard.response.notices import COUNTRY_LANGUAGE, choose_language, template_languages
+from crmguard.response.notices import COUNTRY_LANGUAGE, REGIONAL_FORM, choose_language, template_languages
 from crmguard.response.outbox import Outbox, read_delivered_ids
 
 LANGUAGES = template_languages("v1")
@@ -64,13 +64,14 @@ def test_enqueue_chooses_own_language_then_country_then_english(tmp_path: Path) 
         assert choose_language(language, country, LANGUAGES) == want
 
 
-@given(st.one_of(st.none(), st.text(max_size=5)), st.one_of(st.none(), st.sampled_from(sorted(COUNTRY_LANGUAGE)),
-                                                             st.text(max_size=3)))
+@given(st.one_of(st.none(), st.text(max_size=5), st.sampled_from(["zh", "ZH ", "fr", "ko"])),
+       st.one_of(st.none(), st.sampled_from(sorted(COUNTRY_LANGUAGE)), st.text(max_size=3)))
 def test_choose_language_always_has_a_template(language, country) -> None:
     got = choose_language(language, country, LANGUAGES)
     assert got in LANGUAGES
-    if language and language.strip().lower()[:2] in LANGUAGES:
-        assert got == language.strip().lower()[:2]
+    own = (language or "").strip().lower()[:2]
+    if own in LANGUAGES:  # their own language, in the form written where they live
+        assert got == REGIONAL_FORM.get((own, (country or "").strip().upper()), own)
 
 
 def test_enqueue_reports_an_unreadable_scope_file(tmp_path: Path) -> None:
