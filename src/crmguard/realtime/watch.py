@@ -174,8 +174,10 @@ class Watcher:
             if combined is not None:
                 combined.unlink(missing_ok=True)
         for f in summary.failed:
-            self.log(f"watch: could not ingest {Path(f.path).name}: {f.error or 'every record quarantined'}")
-            if f.error and combined is not None and f.path != str(combined):
+            name = Path(f.path).name
+            shown = name.split(".", 1)[1] if name[:20].isdigit() and name[20:21] == "-" else name
+            self.log(f"watch: could not ingest {shown}: {f.error or 'every record quarantined'}")
+            if f.error and (combined is None or f.path != str(combined)):
                 failed = self.spool.root / "failed"
                 failed.mkdir(exist_ok=True)
                 src = Path(f.path)
