@@ -545,3 +545,66 @@ def register_cmd(
                       f"{Path(e.document).name} {e.document_sha256[:12]}" if e.document and e.document_sha256 else "-")
     out.print(table)
     return 0
+
+
+@incident_app.command("contain")
+def contain(
+    incident_id: IdArg,
+    execute: Annotated[bool, typer.Option("--execute", help="Send the calls (default: dry run, nothing is sent).")] = False,
+    instance_url: Annotated[Optional[str], typer.Option("--instance-url", envvar="SALESFORCE_INSTANCE_URL",
+                                                        help="Org URL, e.g. https://acme.my.salesforce.com ($SALESFORCE_INSTANCE_URL).")] = None,
+    token_env: Annotated[str, typer.Option("--token-env", help="Environment variable holding an admin access token.")] = "SALESFORCE_ACCESS_TOKEN",
+    token_file: Annotated[Optional[str], typer.Option("--token-file", help="File holding the access token (instead of --token-env).")] = None,
+    api_version: Annotated[str, typer.Option("--api-version", help="Salesforce REST API version.")] = "62.0",
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per HTTP call.")] = 30.0,
+    records: Annotated[Optional[list[str]], typer.Option("--records", help="Exported record text to scan for secrets (CSV/JSON with an Id column; repeatable).")] = None,
+    by: ByOpt = None, home: HomeOpt = None, state: StateOpt = None, json_out: JsonOpt = False,
+) -> int:
+    """Containment plan (revoke tokens, end sessions, freeze users, block the app, rotate secrets); --execute runs it."""
+    from crmguard.response.containment import build_plan, execute as run_plan, plan_table, results_table
+    from crmguard.response.salesforce_api import SalesforceClient, read_token
+    from crmguard.response.secrets import findings_list, scan_files
+
+    ws = resolve(home, None, state)
+    who = by or default_actor()
+    store = _store(ws)
+    try:
+        inc = store.require(incident_id)
+        folder = store.folder(inc.id)
+        customers = folder / "affected_customers.parquet"
+        findings = findings_list(scan_files([Path(r) for r in records or []], customers if customers.is_file() else None,
+                                            folder / "exposed_records.parquet"))
+        if execute and not instance_url:
+            raise click.BadParameter("give the org URL (or set SALESFORCE_INSTANCE_URL)", param_hint="--instance-url")
+        plan = build_plan(inc, instance_url or "<instance URL>", api_version)
+        if not execute:
+            store.journal(inc.id, "contain.plan", who, "dry-run", {"plan": plan.model_dump(), "secrets_found": len(findings)})
+            if json_out:
+                _json({"dry_run": True, "plan": plan.model_dump(), "secrets": findings})
+                return 0
+            out.print(plan_table(plan))
+            out.print(f"secrets found in exposed records: {len(findings)} (added to the rotation list)")
+            out.print("[bold yellow]DRY RUN: nothing was sent to Salesforce.[/bold yellow] "
+                      f"Run again with --execute to contain (crmguard incident contain {inc.id} --execute).")
+            return 0
+        client = SalesforceClient(instance_url or "", read_token(token_env, token_file), api_version=api_version, timeout=timeout)
+        try:
+            with err.status("containing"):
+                results = run_plan(plan, client, store, who, findings)
+        finally:
+            client.close()
+    finally:
+        store.close()
+    if json_out:
+        _json({"dry_run": False, "plan": plan.model_dump(), "steps": [r.__dict__ for r in results], "secrets": findings})
+    else:
+        out.print(results_table(results))
+    failed = [r for r in results if r.status == "failed"]
+    pending = [r for r in results if r.status == "pending"]
+    if failed:
+        err.print(f"[red]containment stopped[/red] at {failed[0].key}: {failed[0].error}; fix it and run again "
+                  "(verified steps are skipped)")
+        return 1
+    if pending:
+        err.print(f"[yellow]manual step pending[/yellow]: {', '.join(r.key for r in pending)} (run again to re-verify)")
+    return 0

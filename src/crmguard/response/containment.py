@@ -409,3 +409,44 @@ def _rotate(ctx: _Context, step: Step) -> StepResult:
 
 STEP_FUNCTIONS = {"evidence": _evidence, "block_app": _block_app, "revoke_tokens": _revoke_tokens,
                   "end_sessions": _end_sessions, "freeze_users": _freeze_users, "rotate_credentials": _rotate}
+
+
+def plan_table(plan: Plan) -> Any:
+    """The plan as a Rich table: step, Salesforce call (method, path, body summary), why, how verified."""
+    from rich.table import Table
+
+    table = Table(title=f"containment plan for {plan.incident_id} ({plan.instance_url}, API v{plan.api_version})",
+                  show_lines=True)
+    for col in ("#", "step", "Salesforce call", "why", "verified by"):
+        table.add_column(col, overflow="fold")
+    for s in plan.steps:
+        calls = "\n".join(f"{c.method} {c.path}" + (f"\n  {c.body}" if c.body else "") + (f"\n  for each {c.each}" if c.each else "")
+                          for c in s.calls)
+        if s.kind == "manual":
+            calls = "none (manual): " + "; ".join(manual_block_instructions([], plan.apps) or ["no app in the incident"])
+        elif s.kind == "list":
+            calls = "none: a list of credentials to rotate (rotation.json)"
+        table.add_row(str(s.number), s.title, calls, s.why, s.verify)
+    return table
+
+
+def results_table(results: list[StepResult]) -> Any:
+    """How each step went, as a Rich table."""
+    from rich.table import Table
+
+    table = Table(title="containment run")
+    for col in ("step", "status", "calls", "detail"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        statuses: dict[str, int] = {}
+        for c in r.calls:
+            key = str(c.get("status"))
+            statuses[key] = statuses.get(key, 0) + 1
+        calls = ", ".join(f"{n}× HTTP {s}" for s, n in sorted(statuses.items())) or "-"
+        detail = r.error or "; ".join(f"{k}: {v}" for k, v in r.detail.items()
+                                      if k in ("revoked", "ended", "frozen", "left", "items", "secrets_found", "reason",
+                                               "not_connected_apps", "counts", "unknown_users") and v not in ([], None))
+        if r.key == "block_app" and r.status == "pending":
+            detail = "manual: " + " | ".join(r.detail.get("instructions", []))
+        table.add_row(r.key, r.status, calls, detail or "-")
+    return table
