@@ -77,7 +77,8 @@ def _reply(code: int, text: bytes | str) -> str:
 
 
 def _classify(code: int, text: bytes | str) -> Delivery:
-    return Delivery("temporary" if 400 <= code < 500 else "permanent", _reply(code, text))
+    # 5xx is a refusal for good; 4xx, and anything unreadable (smtplib's -1), may pass later.
+    return Delivery("permanent" if 500 <= code < 600 else "temporary", _reply(code, text))
 
 
 class Mailer:
@@ -138,16 +139,16 @@ class Mailer:
         """Send ``msg`` from envelope ``sender`` to the single ``recipient``; returns the outcome.
         ``before_data()`` is called once the server accepted the recipient, right before DATA.
 
-        ``temporary``: refused with 4xx or no connection before the data was sent (safe to retry);
-        ``permanent``: refused with 5xx; ``unknown``: the connection failed after the data went out;
-        ``sent``: the server answered 250 to the data."""
+        ``temporary``: refused with 4xx, or no connection, before DATA (safe to retry);
+        ``permanent``: refused with 5xx; ``unknown``: the connection failed once DATA was issued
+        (counted as possibly delivered); ``sent``: the server answered 250 to the data."""
         data = msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
         for retry_on_new_connection in (True, False):
             reused = self.smtp is not None and self.sent_on_connection > 0
             try:
                 if self.smtp is None:
                     self.smtp = self._connect()
-                smtp = self.smtp
+                smtp: smtplib.SMTP = self.smtp
                 options = []
                 if not recipient.isascii() or not sender.isascii():
                     if not smtp.has_extn("smtputf8"):
@@ -155,11 +156,11 @@ class Mailer:
                     options = ["SMTPUTF8"]
                 code, text = smtp.mail(sender, options)
                 if code != 250:
-                    smtp.rset()
+                    self._safe_rset()
                     return _classify(code, text)
                 code, text = smtp.rcpt(recipient)
                 if code not in (250, 251):
-                    smtp.rset()
+                    self._safe_rset()
                     return _classify(code, text)
             except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
                 self._drop()
@@ -173,7 +174,7 @@ class Mailer:
         if before_data:
             before_data()
         try:
-            code, text = self.smtp.data(data)
+            code, text = smtp.data(data)
         except smtplib.SMTPDataError as exc:  # DATA itself refused: the message was not sent
             self._safe_rset()
             return _classify(exc.smtp_code, exc.smtp_error)
