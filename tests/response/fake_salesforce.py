@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+ID_FIELDS = {"Id", "UserId", "UsersId", "AppMenuItemId"}
 TOKEN = "00D5j0000000i98!AQ0AQFakeAdminAccessTokenForTests"
 API = "/services/data/v62.0"
 
@@ -190,13 +191,23 @@ class FakeSalesforce:
             if not c:
                 return 400, [{"errorCode": "MALFORMED_QUERY", "message": f"the fake does not parse: {cond}"}], {}
             values = {v.replace("\\'", "'").replace("\\\\", "\\") for v in re.findall(r"'((?:[^'\\]|\\.)*)'", c.group(2))}
+            if c.group(1) in ID_FIELDS:
+                # as in Salesforce: ID filters take 15- or 18-character ids, anything else is an error
+                bad = [v for v in values if not re.fullmatch(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?", v)]
+                if bad:
+                    return 400, [{"errorCode": "INVALID_QUERY_FILTER_OPERATOR", "message": f"invalid ID field: {bad[0]}"}], {}
+                values = {v[:15] for v in values}
             conditions.append((c.group(1), values))
-        hits = [r for r in rows if not conditions or any(r.get(f) in vals for f, vals in conditions)]
+        hits = [r for r in rows if not conditions or any(_key(f, r.get(f)) in vals for f, vals in conditions)]
         missing = [f for f in fields if rows and f not in rows[0]]
         if missing:
             return 400, [{"errorCode": "INVALID_FIELD", "message": f"No such column '{missing[0]}'"}], {}
         records = [{"attributes": {"type": m.group(2)}, **{f: r.get(f) for f in fields}} for r in hits]
         return 200, {"totalSize": len(records), "done": True, "records": records}, {}
+
+
+def _key(field: str, value: Any) -> Any:
+    return value[:15] if field in ID_FIELDS and isinstance(value, str) else value
 
 
 def org_from_snapshot(snapshot: dict[str, Any], sessions_per_user: int = 2, users: list[str] | None = None) -> Org:

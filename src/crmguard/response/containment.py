@@ -110,12 +110,12 @@ def build_plan(incident: Incident, instance_url: str, api_version: str) -> Plan:
                                  ).hexdigest()[:16]
     steps = [
         Step(number=1, key="evidence", title="capture evidence", kind="api", calls=[
-            PlannedCall(method="GET", path=f"{v}/query", body="SELECT Id, Username, IsActive FROM User WHERE Username IN (...) OR Id IN (...)",
+            PlannedCall(method="GET", path=f"{v}/query", body="SELECT Id, Username, IsActive FROM User WHERE Username IN (<usernames>) OR Id IN (<ids>)",
                         each=f"users: {users}"),
             PlannedCall(method="GET", path=f"{v}/query", body=f"SELECT DeleteToken, AppName, AppMenuItemId, UserId, LastUsedDate, UseCount FROM OauthToken WHERE {who}{app_filter}"),
             PlannedCall(method="GET", path=f"{v}/query", body=f"SELECT Id, UsersId, SourceIp, LoginType, SessionType FROM AuthSession WHERE UsersId IN (...){ip_filter}"),
             PlannedCall(method="GET", path=f"{v}/query", body="SELECT Id, UserId, IsFrozen FROM UserLogin WHERE UserId IN (...)"),
-            PlannedCall(method="GET", path=f"{v}/query", body="SELECT Id, Name, OptionsAllowAdminApprovedUsersOnly FROM ConnectedApplication WHERE Name IN (...) OR Id IN (...)",
+            PlannedCall(method="GET", path=f"{v}/query", body="SELECT Id, Name, OptionsAllowAdminApprovedUsersOnly FROM ConnectedApplication WHERE Name IN (<names>) OR Id IN (<ids>)",
                         each=f"apps: {', '.join(obs.apps) or '-'}"),
         ], why="keep the state before anything changes, for the investigation and the regulator",
             verify="files re-read; SHA-256 in the journal"),
@@ -208,10 +208,13 @@ class _Context:
         return self.q(f"SELECT Id, UserId, IsFrozen FROM UserLogin WHERE UserId IN {soql_list(self.user_ids)}")
 
     def apps(self) -> list[dict[str, Any]]:
-        if not self.plan.apps:
+        names = [a for a in self.plan.apps if not APP_ID.match(a)]
+        ids = [a for a in self.plan.apps if APP_ID.match(a)]
+        # An Id filter with a value that is not an id is a query error in Salesforce: keep them apart.
+        where = ([f"Name IN {soql_list(names)}"] if names else []) + ([f"Id IN {soql_list(ids)}"] if ids else [])
+        if not where:
             return []
-        return self.q("SELECT Id, Name, OptionsAllowAdminApprovedUsersOnly FROM ConnectedApplication WHERE "
-                      f"Name IN {soql_list(self.plan.apps)} OR Id IN {soql_list(self.plan.apps)}")
+        return self.q("SELECT Id, Name, OptionsAllowAdminApprovedUsersOnly FROM ConnectedApplication WHERE " + " OR ".join(where))
 
 
 def verified_before(incident: Incident, fingerprint: str) -> set[str]:
@@ -316,7 +319,7 @@ def _block_app(ctx: _Context, step: Step) -> StepResult:
         return StepResult(step.key, step.title, "not needed", detail={"reason": "the incident names no app"})
     apps = ctx.apps()
     found = {a["Name"] for a in apps} | {a["Id"] for a in apps} | {a["Id"][:15] for a in apps}
-    missing = [a for a in ctx.plan.apps if a not in found]
+    missing = [a for a in ctx.plan.apps if a not in found and a[:15] not in found]
     blocked = [a for a in apps if a.get("OptionsAllowAdminApprovedUsersOnly")]
     status: StepStatus = "verified" if apps and len(blocked) == len(apps) else "pending"
     return StepResult(step.key, step.title, status, detail={
