@@ -104,7 +104,7 @@ class FakeSalesforce:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def __enter__(self) -> "FakeSalesforce":
+    def __enter__(self) -> FakeSalesforce:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from crmguard.cli import main
 from crmguard.errors import SalesforceApiError
-from crmguard.response.containment import build_plan, execute
 from crmguard.response import cli as response_cli
+from crmguard.response.containment import build_plan, execute
 from crmguard.response.incidents import Controller, IncidentStore, Observables
 from crmguard.response.salesforce_api import SalesforceClient
 from tests.response.fake_salesforce import TOKEN, FakeSalesforce, org_from_snapshot

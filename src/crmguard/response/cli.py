@@ -561,7 +561,8 @@ def contain(
     by: ByOpt = None, home: HomeOpt = None, state: StateOpt = None, json_out: JsonOpt = False,
 ) -> int:
     """Containment plan (revoke tokens, end sessions, freeze users, block the app, rotate secrets); --execute runs it."""
-    from crmguard.response.containment import build_plan, execute as run_plan, plan_table, results_table
+    from crmguard.response.containment import build_plan, plan_table, results_table
+    from crmguard.response.containment import execute as run_plan
     from crmguard.response.salesforce_api import SalesforceClient, read_token
     from crmguard.response.secrets import findings_list, scan_files
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 from urllib.parse import quote
 
 import httpx
@@ -74,7 +75,7 @@ class SalesforceClient:
         """Close the HTTP connection pool."""
         self._http.close()
 
-    def __enter__(self) -> "SalesforceClient":
+    def __enter__(self) -> SalesforceClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
