@@ -6,11 +6,17 @@ then in separate child processes (so peak RSS is each one's own) times:
 - floor: ``pyarrow.csv.read_csv`` of the same file (multithreaded, types inferred), nothing else;
 - crmguard: ``crmguard.ingest.ingest`` into an empty lake (parse, map, event ids, dedup, Parquet).
 
+With ``--many`` it instead simulates an org (``crmguard simulate``: a folder of ELF CSVs, RTEM and
+audit NDJSON, Okta JSON arrays, one file per type and day) and times ingesting its ``salesforce/``
+and ``okta/`` folders in one call (files parsed in batches) against one call per file (every file
+planned and committed alone, as before batching).
+
 Usage::
 
     python benchmarks/ingest.py --rows 2000000          # table for the README
     python benchmarks/ingest.py --gb 5                  # memory check on a 5 GB file
     python benchmarks/ingest.py --rows 200000 --json    # machine-readable
+    python benchmarks/ingest.py --many --users 300 --days 7   # many small files
 """
 
 from __future__ import annotations
@@ -90,6 +96,58 @@ print(json.dumps({"rows": s.total.stored, "read": s.total.read, "seconds": time.
 """
 
 
+MANY = """
+import json, resource, sys, time
+from crmguard.ingest import ingest
+from crmguard.lake import Lake
+from crmguard.sources.inputs import expand
+paths, lake, per_file = sys.argv[1:3], Lake(sys.argv[3]), sys.argv[4] == "per-file"
+t = time.perf_counter()
+if per_file:
+    files = expand(paths)
+    read = stored = 0
+    for f in files:
+        s = ingest([str(f)], lake)
+        read, stored = read + s.total.read, stored + s.total.stored
+else:
+    s = ingest(paths, lake)
+    files, read, stored = s.files, s.total.read, s.total.stored
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"files": len(files), "read": read, "rows": stored, "seconds": time.perf_counter() - t,
+                  "cpu_s": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024}))
+"""
+
+
+def many(args: argparse.Namespace) -> int:
+    """Simulate an org and time ingesting its folders batched and one file at a time."""
+    from crmguard.simulate import simulate
+
+    with tempfile.TemporaryDirectory(prefix="crmguard-bench-", dir=args.dir) as tmp:
+        work = Path(tmp)
+        simulate(work / "sim", users=args.users, days=args.days, seed=args.seed)
+        folders = [str(work / "sim" / "salesforce"), str(work / "sim" / "okta")]
+        size = sum(f.stat().st_size for d in folders for f in Path(d).rglob("*") if f.is_file())
+        runs = {mode: child(MANY, *folders, str(work / f"lake-{mode}"), mode) for mode in ("batched", "per-file")}
+    result = {"users": args.users, "days": args.days, "seed": args.seed, "input_mb": round(size / 1e6, 1),
+              "cores": os.cpu_count(), "files": runs["batched"]["files"], "events": runs["batched"]["read"]}
+    for mode, r in runs.items():
+        result[mode] = {"seconds": round(r["seconds"], 2), "cpu_s": round(r["cpu_s"], 1),
+                        "rows_per_s": round(r["rows"] / r["seconds"]), "peak_rss_mb": round(r["rss_mb"])}
+    result["speedup"] = round(runs["per-file"]["seconds"] / runs["batched"]["seconds"], 2)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"simulated {args.users} users x {args.days} days: {result['files']} files, {result['input_mb']:,} MB, "
+          f"{result['events']:,} events, {os.cpu_count()} cores")
+    print("| run | seconds | CPU s | rows/s | peak RSS MB |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for mode, label in (("per-file", "one ingest call per file"), ("batched", "crmguard ingest of the folders")):
+        r = result[mode]
+        print(f"| {label} | {r['seconds']} | {r['cpu_s']} | {r['rows_per_s']:,} | {r['peak_rss_mb']:,} |")
+    print(f"batched is {result['speedup']}x faster")
+    return 0
+
+
 def child(code: str, *args: str) -> dict:
     """Run ``code`` in a fresh Python and return the JSON it prints."""
     out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True)
@@ -102,7 +160,13 @@ def main() -> int:
     parser.add_argument("--gb", type=float, help="generate about this many GB instead of --rows")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--dir", help="work folder (default: a temp folder, removed after)")
+    parser.add_argument("--many", action="store_true", help="ingest a simulated org's many files instead")
+    parser.add_argument("--users", type=int, default=300, help="--many: simulated users (default 300)")
+    parser.add_argument("--days", type=int, default=7, help="--many: simulated days (default 7)")
+    parser.add_argument("--seed", type=int, default=1, help="--many: simulator seed (default 1)")
     args = parser.parse_args()
+    if args.many:
+        return many(args)
     with tempfile.TemporaryDirectory(prefix="crmguard-bench-", dir=args.dir) as tmp:
         work = Path(tmp)
         csv = work / "API.csv"
