@@ -87,6 +87,14 @@ def test_dry_run_sends_nothing_and_journals_the_plan(fake: FakeSalesforce, store
     assert HELD not in json.dumps(plan[0].detail)
 
 
+def test_plan_queries_app_names_and_ids_apart(store: IncidentStore) -> None:
+    store.observe("INC-0001", "alice", Observables(apps=[APP_ID]), Observables())
+    plan = build_plan(store.require("INC-0001"), "https://acme.my.salesforce.com", "v61.0")
+    tokens_query = plan.steps[0].calls[1].body
+    assert f"AppName IN ('{APP}')" in tokens_query and f"AppMenuItemId IN ('{APP_ID}')" in tokens_query
+    assert plan.api_version == "61.0" and plan.steps[3].calls[0].path == "/services/data/v61.0/sobjects/AuthSession/{Id}"
+
+
 def test_execute_runs_steps_in_order_verifies_and_journals(fake: FakeSalesforce, store: IncidentStore) -> None:
     inc = store.require("INC-0001")
     with _client(fake) as client:

@@ -104,19 +104,22 @@ def build_plan(incident: Incident, instance_url: str, api_version: str) -> Plan:
     v = f"/services/data/v{api_version.lstrip('v')}"
     users = ", ".join(obs.users) or "-"
     who = "UserId IN (<users' ids>)"
-    app_filter = f" OR AppName IN {soql_list(obs.apps)}" if obs.apps else ""
+    app_names = [a for a in obs.apps if not APP_ID.match(a)]
+    app_ids = [a for a in obs.apps if APP_ID.match(a)]
+    app_filter = (f" OR AppName IN {soql_list(app_names)}" if app_names else "") + \
+        (f" OR AppMenuItemId IN {soql_list(app_ids)}" if app_ids else "")
     ip_filter = f" OR SourceIp IN {soql_list(obs.ips)}" if obs.ips else ""
     fingerprint = hashlib.sha256(json.dumps([sorted(obs.users), sorted(obs.apps), sorted(obs.ips), sorted(obs.tokens)]).encode()
                                  ).hexdigest()[:16]
     steps = [
         Step(number=1, key="evidence", title="capture evidence", kind="api", calls=[
             PlannedCall(method="GET", path=f"{v}/query", body="SELECT Id, Username, IsActive FROM User WHERE Username IN (<usernames>) OR Id IN (<ids>)",
-                        each=f"users: {users}"),
+                        each=f"user: {users}"),
             PlannedCall(method="GET", path=f"{v}/query", body=f"SELECT DeleteToken, AppName, AppMenuItemId, UserId, LastUsedDate, UseCount FROM OauthToken WHERE {who}{app_filter}"),
             PlannedCall(method="GET", path=f"{v}/query", body=f"SELECT Id, UsersId, SourceIp, LoginType, SessionType FROM AuthSession WHERE UsersId IN (...){ip_filter}"),
             PlannedCall(method="GET", path=f"{v}/query", body="SELECT Id, UserId, IsFrozen FROM UserLogin WHERE UserId IN (...)"),
             PlannedCall(method="GET", path=f"{v}/query", body="SELECT Id, Name, OptionsAllowAdminApprovedUsersOnly FROM ConnectedApplication WHERE Name IN (<names>) OR Id IN (<ids>)",
-                        each=f"apps: {', '.join(obs.apps) or '-'}"),
+                        each=f"app: {', '.join(obs.apps) or '-'}"),
         ], why="keep the state before anything changes, for the investigation and the regulator",
             verify="files re-read; SHA-256 in the journal"),
         Step(number=2, key="block_app", title="block the connected app (manual)", kind="manual", calls=[],
