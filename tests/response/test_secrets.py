@@ -88,6 +88,15 @@ def test_marks_exposed_records_and_reads_json_and_customers(tmp_path: Path) -> N
     assert PASSWORD_EN not in json.dumps(found)
 
 
+def test_reads_a_saved_rest_query_answer(tmp_path: Path) -> None:
+    answer = tmp_path / "case-query.json"
+    answer.write_text(json.dumps({"totalSize": 2, "done": True, "records": [
+        {"attributes": {"type": "Case", "url": f"/services/data/v62.0/sobjects/Case/{i}"}, "Id": i, "Subject": s, "Description": d}
+        for i, s, d in CASES[:2]]}))
+    found = scan_files([answer]).to_pylist()
+    assert sorted(f["kind"] for f in found) == ["aws_access_key", "aws_secret_key", "password", "stripe_key"]
+
+
 def test_nothing_to_scan_and_bad_input(tmp_path: Path) -> None:
     assert scan_files([]).num_rows == 0
     no_id = tmp_path / "notes.csv"

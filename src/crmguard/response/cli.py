@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import click
 import orjson
+import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -573,8 +574,9 @@ def contain(
         inc = store.require(incident_id)
         folder = store.folder(inc.id)
         customers = folder / "affected_customers.parquet"
-        findings = findings_list(scan_files([Path(r) for r in records or []], customers if customers.is_file() else None,
-                                            folder / "exposed_records.parquet"))
+        found = scan_files([Path(r) for r in records or []], customers if customers.is_file() else None,
+                           folder / "exposed_records.parquet")
+        findings = findings_list(found)
         if execute and not instance_url:
             raise click.BadParameter("give the org URL (or set SALESFORCE_INSTANCE_URL)", param_hint="--instance-url")
         plan = build_plan(inc, instance_url or "<instance URL>", api_version)
@@ -584,7 +586,7 @@ def contain(
                 _json({"dry_run": True, "plan": plan.model_dump(), "secrets": findings})
                 return 0
             out.print(plan_table(plan))
-            out.print(f"secrets found in exposed records: {len(findings)} (added to the rotation list)")
+            _print_secrets(found)
             out.print("[bold yellow]DRY RUN: nothing was sent to Salesforce.[/bold yellow] "
                       f"Run again with --execute to contain (crmguard incident contain {inc.id} --execute).")
             return 0
@@ -600,6 +602,7 @@ def contain(
         _json({"dry_run": False, "plan": plan.model_dump(), "steps": [r.__dict__ for r in results], "secrets": findings})
     else:
         out.print(results_table(results))
+        _print_secrets(found)
     failed = [r for r in results if r.status == "failed"]
     pending = [r for r in results if r.status == "pending"]
     if failed:
@@ -609,3 +612,12 @@ def contain(
     if pending:
         err.print(f"[yellow]manual step pending[/yellow]: {', '.join(r.key for r in pending)} (run again to re-verify)")
     return 0
+
+
+def _print_secrets(found: pa.Table) -> None:
+    """Secret-scanning findings (masked previews only) and where the rotation list goes."""
+    from crmguard.output import render
+
+    out.print(f"secrets found in exposed records: {found.num_rows} (masked; added to the rotation list, rotation.json)")
+    if found.num_rows:
+        render(found.select(["object", "record_id", "field", "kind", "preview", "exposed"]), "table", out)

@@ -65,7 +65,12 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> list[str]:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {reader}")
     except duckdb.Error as exc:
         raise ResponseError(f"cannot read the records file: {str(exc).splitlines()[0]}", file=str(path)) from exc
-    return [r[0] for r in con.execute(f"DESCRIBE {name}").fetchall()]
+    cols = {r[0]: r[1] for r in con.execute(f"DESCRIBE {name}").fetchall()}
+    if "records" in cols and cols["records"].startswith("STRUCT") and cols["records"].endswith("[]"):
+        # A saved REST query answer ({"totalSize", "done", "records": [...]}): one row per record.
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT unnest(records, recursive := true) FROM {name}")
+        cols = {r[0]: r[1] for r in con.execute(f"DESCRIBE {name}").fetchall()}
+    return list(cols)
 
 
 def scan_files(records: list[Path], customers: Path | None = None, exposed_records: Path | None = None) -> pa.Table:
