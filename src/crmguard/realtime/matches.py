@@ -35,6 +35,8 @@ class NewEvents:
     min_time: dt.datetime | None
     max_time: dt.datetime | None
     late: int
+    matched: frozenset[str] = frozenset()
+    """Names of the detection rules whose condition some new event meets (allow-lists ignored)."""
 
 
 def _mentions_actor(condition: str) -> bool:
@@ -55,9 +57,10 @@ class MatchCache:
         register_macros(self.con)
         intel = load(intel_dir) if intel_dir is not None else None
         self.intel = intel if intel is not None and not intel.empty else None
-        conds = [r.condition for r in rules if r.condition]
-        keep_all = any(_mentions_actor(c) for c in conds)
-        self.hit = "true" if keep_all else (" OR ".join(f"coalesce(({c}), false)" for c in conds) or "false")
+        self.detections = [r for r in rules if r.condition]
+        conds = [r.condition for r in self.detections]
+        self.keep_all = any(_mentions_actor(c) for c in conds)
+        self.hit = "true" if self.keep_all else (" OR ".join(f"coalesce(({c}), false)" for c in conds) or "false")
         self.ready = False
 
     def _fresh_view(self, files: list[str]) -> None:
@@ -78,9 +81,13 @@ class MatchCache:
         if not files:
             return NewEvents(0, None, None, 0)
         mark = f"TIMESTAMPTZ '{watermark.isoformat()}'" if watermark else "NULL"
-        n, lo, hi, late = self.con.execute(
-            f"SELECT count(*), min(time), max(time), count(*) FILTER (WHERE time < {mark}) FROM fresh"
+        flags = "".join(f", bool_or(coalesce(({r.condition}), false))" for r in self.detections)
+        if self.keep_all:
+            flags = "".join(", true" for _ in self.detections)
+        n, lo, hi, late, *hit = self.con.execute(
+            f"SELECT count(*), min(time), max(time), count(*) FILTER (WHERE time < {mark}){flags} FROM fresh"
         ).fetchall()[0]
+        matched = frozenset(r.name for r, h in zip(self.detections, hit, strict=True) if h)
         self.con.execute(f"INSERT INTO cand SELECT * FROM fresh WHERE {self.hit}")
         self.con.execute(
             "INSERT INTO idents SELECT * FROM fresh WHERE user_id IS NOT NULL AND username IS NOT NULL "
@@ -91,17 +98,27 @@ class MatchCache:
             "DELETE FROM idents WHERE rowid IN (SELECT rowid FROM (SELECT rowid, row_number() OVER "
             "(PARTITION BY user_id ORDER BY time DESC, event_id) AS k FROM idents) WHERE k > 1)"
         )
-        return NewEvents(n, lo, hi, late)
+        return NewEvents(n, lo, hi, late, matched)
 
-    def run(self, since: dt.datetime | None) -> list[Alert]:
-        """Run the rules over the candidate events at or after ``since``; returns the alerts."""
+    def affected(self, matched: frozenset[str]) -> list[Rule]:
+        """The rules whose alerts new events meeting the ``matched`` conditions can change: those
+        detections, and the correlations over any of them (with all their base rules)."""
+        names = set(matched)
+        corrs = [r for r in self.rules if r.correlation and names & set(r.correlation.rules)]
+        for c in corrs:
+            names |= set(c.correlation.rules)  # type: ignore[union-attr]
+        return [r for r in self.rules if r.name in names or r in corrs]
+
+    def run(self, since: dt.datetime | None, rules: list[Rule] | None = None) -> list[Alert]:
+        """Run ``rules`` (default: all) over the candidate events at or after ``since``; returns
+        the alerts."""
         if not self.ready:
             return []
         self.con.execute(
             "CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM cand UNION ALL "
             "SELECT * FROM idents i WHERE NOT EXISTS (SELECT 1 FROM cand c WHERE c.event_id = i.event_id)"
         )
-        return run_rules(self.con, self.rules, since, None)
+        return run_rules(self.con, self.rules if rules is None else rules, since, None)
 
     def size(self) -> tuple[int, int]:
         """Rows held: (candidate events, identity rows)."""

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crmguard.alerts.store import Store
-from crmguard.engine.rules import load_rules
+from crmguard.engine.rules import Rule, load_rules
 from crmguard.errors import CrmguardError
 from crmguard.ingest import ingest
 from crmguard.lake import Lake
@@ -131,7 +131,7 @@ class Watcher:
         record.events, record.late, record.min_new, record.max_new = new.count, new.late, new.min_time, new.max_time
         saved_ids: list[str] = []
         if new.min_time is not None:
-            saved_ids = self._detect(new.min_time, record)
+            saved_ids = self._detect(new.min_time, self.cache.affected(new.matched), record)
         timings["rules_s"] = time.time() - record.started - sum(timings.values())
         record.detail["timings"] = {k: round(v, 3) for k, v in timings.items()}
         _kill_point("stored", self._steps)
@@ -186,13 +186,17 @@ class Watcher:
         record.detail.update(ingest=summary.total.as_dict(), failed=[f.path for f in summary.failed])
         return summary.total.duplicate
 
-    def _detect(self, min_new: dt.datetime, record: BatchRecord) -> list[str]:
-        """Run the rules over the window the new events need; store what they can have changed.
-        Returns the ids of the alerts stored."""
-        span = lookback(self.rules)
+    def _detect(self, min_new: dt.datetime, rules: list[Rule], record: BatchRecord) -> list[str]:
+        """Run ``rules`` (those the new events can affect: other rules' alerts cannot change) over
+        the window the new events need; store what they can have changed. Returns the ids of the
+        alerts stored."""
+        record.detail["rules_run"] = len(rules)
+        if not rules:
+            return []
+        span = lookback(rules)
         stored = self.progress.open_episodes(self.correlation_ids, min_new - span)
-        since = window_start(min_new, self.rules, stored)
-        alerts = to_store(self.cache.run(since), min_new)
+        since = window_start(min_new, rules, stored)
+        alerts = to_store(self.cache.run(since, rules), min_new)
         store = Store(self.options.state)
         try:
             result = store.save(alerts)
