@@ -50,6 +50,7 @@ class Failure:
     status: int
     times: int
     retry_after: str | None = None
+    apply: bool = False
 
 
 @dataclass
@@ -116,10 +117,11 @@ class FakeSalesforce:
         self.server.server_close()
         self.thread.join()
 
-    def fail(self, method: str, path_contains: str, status: int, times: int = 1, retry_after: str | None = None) -> None:
+    def fail(self, method: str, path_contains: str, status: int, times: int = 1, retry_after: str | None = None,
+             apply: bool = False) -> None:
         """Answer ``status`` to the next ``times`` requests of ``method`` whose path (or SOQL) contains
-        ``path_contains``."""
-        self.failures.append(Failure(method, path_contains, status, times, retry_after))
+        ``path_contains``; with ``apply`` the request takes effect first (the answer is lost, not the change)."""
+        self.failures.append(Failure(method, path_contains, status, times, retry_after, apply))
 
     def calls(self) -> list[str]:
         """Every request as ``METHOD path`` / ``GET query:<Object>``, in order."""
@@ -140,6 +142,8 @@ class FakeSalesforce:
             for f in self.failures:
                 if f.times > 0 and f.method == h.command and (f.path_contains in parts.path or f.path_contains in query.get("q", "")):
                     f.times -= 1
+                    if f.apply:
+                        self._route(req)
                     headers = {"Retry-After": f.retry_after} if f.retry_after else {}
                     return f.status, [{"errorCode": "SERVER_UNAVAILABLE" if f.status >= 500 else "REQUEST_LIMIT_EXCEEDED",
                                        "message": "injected failure"}], headers

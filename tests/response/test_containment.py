@@ -171,6 +171,18 @@ def test_failed_step_stops_then_rerun_finishes_without_redoing(fake: FakeSalesfo
 
 
 def test_failed_call_but_target_state_reached_counts_as_done(fake: FakeSalesforce, store: IncidentStore) -> None:
+    # the sessions are deleted but every answer is lost (502 from a proxy): the re-query decides
+    fake.fail("DELETE", "AuthSession", 502, times=100, apply=True)
+    with _client(fake, retries=1) as client:
+        results = execute(build_plan(store.require("INC-0001"), fake.url, "62.0"), client, store, "alice")
+    assert dict((r.key, r.status) for r in results)["end_sessions"] == "verified"
+    assert dict((r.key, r.status) for r in results)["freeze_users"] == "verified"  # the run went on
+    sessions = next(r for r in results if r.key == "end_sessions")
+    assert {c["status"] for c in sessions.calls} == {502} and sessions.detail["left"] == 0
+    assert not [s for s in fake.org.sessions.values() if s["UsersId"] == VICTIM_ID]
+
+
+def test_users_already_frozen_are_not_patched(fake: FakeSalesforce, store: IncidentStore) -> None:
     plan = build_plan(store.require("INC-0001"), fake.url, "62.0")
     with _client(fake, retries=0) as client:
         execute(plan, client, store, "alice")
@@ -178,8 +190,11 @@ def test_failed_call_but_target_state_reached_counts_as_done(fake: FakeSalesforc
         fake.fail("PATCH", "UserLogin", 500, times=5)
         # a new plan (other targets) re-runs everything; the users are already frozen: no PATCH, already done
         store.observe("INC-0001", "alice", Observables(users=[HELPDESK_ID]), Observables())
+        fake.requests.clear()
         again = execute(build_plan(store.require("INC-0001"), fake.url, "62.0"), client, store, "alice")
     assert dict((r.key, r.status) for r in again)["freeze_users"] == "already done"
+    assert dict((r.key, r.status) for r in again)["evidence"] == "verified"  # new targets: evidence taken again
+    assert not [c for c in fake.calls() if c.startswith("PATCH")]
 
 
 def test_retries_5xx_and_429_then_succeeds(fake: FakeSalesforce) -> None:
