@@ -5,7 +5,8 @@ Steps, in order (each verified by re-querying Salesforce after it ran):
 1. ``evidence`` — export the incident and save the current Salesforce state (User, OauthToken,
    AuthSession, UserLogin, ConnectedApplication rows of the incident's users, IPs and apps) as JSON
    under ``<home>/incidents/<ID>/evidence/``, SHA-256 of each file in the journal. OauthToken
-   ``DeleteToken`` values are replaced by their SHA-256 (they can revoke a grant).
+   ``DeleteToken`` values are replaced by their SHA-256 (they can revoke a grant). One folder per
+   capture (``evidence/<UTC time>-<targets fingerprint>/``).
 2. ``block_app`` — a **manual** step: Salesforce has no REST call that blocks a connected app
    (ConnectedApplication is read-only in the REST/SOAP API; "Block" lives in Setup → Connected Apps
    OAuth Usage; the Metadata API equivalent, ``oauthConfig/isAdminApproved``, needs the app's whole
@@ -32,6 +33,7 @@ target state was reached anyway. Each step is journaled as ``contain.<step>``; a
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -179,6 +181,7 @@ class _Context:
     user_ids: list[str] = field(default_factory=list)
     unknown_users: list[str] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def q(self, soql: str) -> list[dict[str, Any]]:
         return self.client.query(soql)
@@ -236,7 +239,7 @@ def execute(plan: Plan, client: SalesforceClient, store: IncidentStore, who: str
     Steps verified in an earlier run for the same targets are skipped; a failed step stops the run.
     ``findings`` are secret-scanning findings (masked) added to the rotation list."""
     incident = store.require(plan.incident_id)
-    ctx = _Context(client, plan, incident, store.folder(incident.id), findings=list(findings or []))
+    ctx = _Context(client, plan, incident, store.folder(incident.id), findings=list(findings or []), now=store.now())
     done_before = verified_before(incident, plan.fingerprint)
     results: list[StepResult] = []
     resolved = False
@@ -292,7 +295,8 @@ def _call(calls: list[dict[str, Any]], fn: Any, *args: Any, label: str | None = 
 
 
 def _evidence(ctx: _Context, step: Step) -> StepResult:
-    folder = ctx.folder / "evidence"
+    # One folder per capture: a later run for new targets must not overwrite what was journaled.
+    folder = ctx.folder / "evidence" / f"{ctx.now.strftime('%Y%m%dT%H%M%SZ')}-{ctx.plan.fingerprint[:8]}"
     folder.mkdir(parents=True, exist_ok=True)
     users = ctx.q("SELECT Id, Username, IsActive FROM User WHERE Id IN " + soql_list(ctx.user_ids)) if ctx.user_ids else []
     tokens = [{**t, "DeleteToken": "sha256:" + hashlib.sha256(str(t.get("DeleteToken")).encode()).hexdigest()}
