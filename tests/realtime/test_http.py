@@ -111,8 +111,11 @@ def test_bad_requests_are_refused_clearly_and_the_watcher_goes_on(running: Runni
     array = json.dumps([orjson.loads(x) for x in stream.chunks[0][40:60]]).encode()
     r = httpx.post(post, content=array, headers={**AUTH, "Content-Type": "application/json"})
     assert r.status_code == 202 and r.json()["records"] == 20
-    _wait_for_events(running, 60)
-    assert lake_counts(running.home / "lake") == (60, 60)
+    pretty = json.dumps(orjson.loads(stream.chunks[0][60]), indent=2).encode()  # one object over many lines
+    r = httpx.post(post, content=pretty, headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 202 and r.json()["records"] == 1
+    _wait_for_events(running, 61)
+    assert lake_counts(running.home / "lake") == (61, 61)
 
     # The same records again (a client retrying): accepted, stored once.
     r = httpx.post(post, content=ndjson, headers=nd)
@@ -121,15 +124,15 @@ def test_bad_requests_are_refused_clearly_and_the_watcher_goes_on(running: Runni
     while running.watcher.metrics.duplicates < len(good):
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    assert lake_counts(running.home / "lake") == (60, 60)
+    assert lake_counts(running.home / "lake") == (61, 61)
 
     metrics = httpx.get(f"{running.url}/metrics")
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     text = metrics.text
-    for line in ("crmguard_watch_events_ingested_total 60", 'crmguard_watch_http_requests_total{status="401"} 2',
+    for line in ("crmguard_watch_events_ingested_total 61", 'crmguard_watch_http_requests_total{status="401"} 2',
                  'crmguard_watch_http_requests_total{status="413"} 2', 'crmguard_watch_http_requests_total{status="400"} 5',
                  'crmguard_watch_http_requests_total{status="415"} 1', 'crmguard_watch_http_requests_total{status="422"} 1',
-                 'crmguard_watch_http_requests_total{status="202"} 3', "crmguard_watch_spool_files 0"):
+                 'crmguard_watch_http_requests_total{status="202"} 4', "crmguard_watch_spool_files 0"):
         assert line in text.splitlines(), line
     for name in ("crmguard_watch_alerts_total", "crmguard_watch_batches_total", "crmguard_watch_lag_seconds",
                  "crmguard_watch_last_batch_seconds"):

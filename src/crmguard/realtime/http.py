@@ -104,7 +104,16 @@ def body_kind(content_type: str | None, fmt: str | None, body: bytes) -> str:
                          f"{media} is not JSON: send application/json or application/x-ndjson "
                          "(CSV log files go into the inbox folder)")
     head = body.lstrip()[:1]
-    return "json" if head == b"[" else "ndjson"
+    if head == b"[":
+        return "json"
+    if media in JSON_TYPES:
+        # One object, possibly pretty-printed over several lines, or NDJSON sent as application/json.
+        try:
+            orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return "ndjson"
+        return "json"
+    return "ndjson"
 
 
 def create_app(spool: Spool, metrics: Metrics, token: str | None, max_body: int = DEFAULT_MAX_BODY,
