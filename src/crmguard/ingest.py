@@ -51,6 +51,7 @@ class FileResult:
     sources: list[str] = field(default_factory=list)
     error: str | None = None
     by_source: dict[str, Counts] = field(default_factory=dict)
+    """The counts per source (``counts`` is their sum)."""
 
 
 @dataclass
@@ -126,45 +127,49 @@ def _ingest_batch(con: DuckDBPyConnection, lake: Lake, batch: list[Path], encodi
     with tempfile.TemporaryDirectory(prefix="crmguard-", dir=lake.root / "_tmp") as tmp:
         opened = []
         for n, path in enumerate(batch):
+            # A folder per file: inputs decompressed from different folders may share a name.
+            workdir = Path(tmp) / str(n)
+            workdir.mkdir()
             try:
-                # A folder per file: inputs decompressed from different folders may share a name.
-                workdir = Path(tmp) / str(n)
-                workdir.mkdir()
                 opened.append(open_input(path, workdir, encoding))
             except CrmguardError as exc:
                 results[str(path)].error = str(exc)
-        stager = FileStager(con, opened)
-        per_file: dict[tuple[str, str], Counts] = {}
-        try:
-            if not opened:
-                return list(results.values())
-            lake.start_batch(con)
-            for chunk in stager.chunks():
-                committed = lake.commit_events(con, chunk)
-                for key, n in committed.stored.items():
-                    per_file.setdefault(key, Counts()).stored += n
-                for key, n in committed.duplicate.items():
-                    per_file.setdefault(key, Counts()).duplicate += n
-            stager.finish()
-            if stager.errors:
-                con.execute(f"DELETE FROM qstaged WHERE file IN (SELECT unnest({sql_list(list(stager.errors))}))")
-            for key, n in lake.commit_quarantine(con).items():
-                per_file.setdefault(key, Counts()).quarantined += n
-        except CrmguardError as exc:
-            # Whatever chunks were committed stay (a replay dedupes them); the batch's files are reported failed.
-            con.execute("DELETE FROM qstaged")
-            for name in stager.names:
-                results[name].error = results[name].error or str(exc)
-        for name, exc in stager.errors.items():
+        if opened:
+            _commit_batch(con, lake, FileStager(con, opened), results)
+    return list(results.values())
+
+
+def _commit_batch(con: DuckDBPyConnection, lake: Lake, stager: FileStager, results: dict[str, FileResult]) -> None:
+    """Stage ``stager``'s files chunk by chunk into ``lake`` and fill in their ``results``."""
+    per_file: dict[tuple[str, str], Counts] = {}
+    try:
+        lake.start_batch(con)
+        for chunk in stager.chunks():
+            committed = lake.commit_events(con, chunk)
+            for key, n in committed.stored.items():
+                per_file.setdefault(key, Counts()).stored += n
+            for key, n in committed.duplicate.items():
+                per_file.setdefault(key, Counts()).duplicate += n
+        stager.finish()
+        if stager.errors:
+            con.execute(f"DELETE FROM qstaged WHERE file IN (SELECT unnest({sql_list(list(stager.errors))}))")
+        for key, n in lake.commit_quarantine(con).items():
+            per_file.setdefault(key, Counts()).quarantined += n
+    except CrmguardError as exc:
+        # Whatever chunks were committed stay (a replay dedupes them); the batch's files are reported failed.
+        con.execute("DELETE FROM qstaged")
+        for name in stager.names:
             results[name].error = str(exc)
+    for name, error in stager.errors.items():
+        results[name].error = str(error)
     for (name, source), c in per_file.items():
         c.read = c.stored + c.duplicate + c.quarantined
         results[name].by_source[source] = c
         results[name].counts.add(c)
-    for name, result in results.items():
+    for name in stager.names:
+        result = results[name]
         if result.error:
             continue
         result.sources = sorted(stager.sources[name])
         if result.counts.read != stager.read[name]:
             raise AssertionError(f"{name}: {stager.read[name]} records read but {result.counts.read} accounted for")
-    return list(results.values())

@@ -105,7 +105,7 @@ class FileStager:
         """Record CSV rejects and truncated-gzip tails in ``qstaged`` and number CSV lines."""
         if self.files and self.files[0].kind == "csv":
             self._number_lines()
-        for opened, name in zip(self.files, self.names):
+        for opened, name in zip(self.files, self.names, strict=True):
             if opened.truncated is not None and name not in self.errors:
                 self.con.execute(
                     "INSERT INTO qstaged VALUES (?, ?, NULL, NULL, NULL, ?, ?)",
@@ -293,7 +293,7 @@ class FileStager:
         for table in _rechunk(stream, CHUNK_ROWS):
             file_of = table.column("_file").to_numpy()
             ordinals = _ordinals(file_of, seen)
-            for i, n in zip(*np.unique(file_of, return_counts=True)):
+            for i, n in zip(*np.unique(file_of, return_counts=True), strict=True):
                 self.read[self.names[i]] += int(n)
             yield table.add_column(table.schema.get_field_index("_file"), "_record", pa.array(ordinals))
         # One quarantine row per rejected line, naming its first faulty column and every problem.
@@ -312,7 +312,7 @@ class FileStager:
         self.con.execute("INSERT INTO qstaged SELECT * FROM rejects")
         self.con.unregister("rejects")
         lines_of = rejects.group_by("file").aggregate([("line", "list")])
-        for name, lines in zip(lines_of.column("file").to_pylist(), lines_of.column("line_list").to_pylist()):
+        for name, lines in zip(lines_of.column("file").to_pylist(), lines_of.column("line_list").to_pylist(), strict=True):
             self._rejected[name] = np.asarray(lines, dtype=np.int64)
             self.read[name] += len(lines)
 
@@ -330,7 +330,7 @@ class FileStager:
         if bad.num_rows == 0:
             return
         files, records, lines = [], [], []
-        for name, recs in zip(bad.column("file").to_pylist(), bad.column("records").to_pylist()):
+        for name, recs in zip(bad.column("file").to_pylist(), bad.column("records").to_pylist(), strict=True):
             r = np.asarray(recs, dtype=np.int64)
             rejected = self._rejected.get(name, np.zeros(0, dtype=np.int64))
             numbers = np.arange(2, int(r.max()) + len(rejected) + 2, dtype=np.int64)
