@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from crmguard.ingest import IngestSummary, ingest
 from crmguard.lake import Lake
@@ -188,3 +191,34 @@ def test_large_files_keep_line_numbers_and_file_order(tmp_path: Path) -> None:
         "SELECT log_file FROM events WHERE raw LIKE '%req2-29999\"%'"
     ).fetchall()
     assert log_file == str(first)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.one_of(
+            st.integers(0, 40).map(lambda i: api_row(1, i)),  # repeats across files are duplicates
+            st.just(elf_line("API", "20251301000000.000", "bad", "", "", "", "")),
+            st.just(elf_line("API", "ragged")),
+        ),
+        max_size=60,
+    ),
+    cuts=st.lists(st.integers(0, 60), max_size=4),
+)
+def test_any_split_into_files_ingests_as_one_file_at_a_time(rows: list[str], cuts: list[int], tmp_path: Path) -> None:
+    with tempfile.TemporaryDirectory(dir=tmp_path) as tmp:
+        work = Path(tmp)
+        bounds = [0, *sorted(cuts), len(rows)]
+        files = []
+        for n, (start, end) in enumerate(zip(bounds, bounds[1:], strict=False)):
+            path = work / f"API-{n}.csv"
+            path.write_text(elf_line(*HEADER) + "".join(rows[start:end]))
+            files.append(path)
+        assert len(batches(files)) == 1
+        batched_lake, single_lake = Lake(work / "batched"), Lake(work / "single")
+        batched = ingest([str(f) for f in files], batched_lake)
+        singles = IngestSummary()
+        for f in files:
+            singles.files += ingest([str(f)], single_lake).files
+        assert per_file(batched) == per_file(singles)
+        assert lake_content(batched_lake) == lake_content(single_lake)
