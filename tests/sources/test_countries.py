@@ -74,9 +74,10 @@ def test_every_iso_country_and_alias_is_known(con: duckdb.DuckDBPyConnection) ->
     assert {v for v in lookup().values()} <= {c.alpha_2 for c in pycountry.countries} | {"XK"}
 
 
-# Characters unassigned in Python's Unicode database (DuckDB's is newer) and the dotted capital I (whose
-# lower case DuckDB and Python spell differently) are left out: no country name holds them.
-TEXT = st.characters(exclude_categories=("Cs", "Cn"), exclude_characters="\u0130")
+# Characters unassigned in Python's Unicode database (DuckDB's is newer), the dotted capital I (whose
+# lower case DuckDB and Python spell differently) and NUL (DuckDB's strip_accents ends the string there
+# when it has accents) are left out: no country name holds them.
+TEXT = st.characters(exclude_categories=("Cs", "Cn"), exclude_characters="\u0130\x00")
 
 
 @settings(max_examples=200, deadline=None)
