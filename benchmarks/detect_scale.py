@@ -37,6 +37,7 @@ def replicate(seed: Lake, target: Path, events: int) -> int:
     """Write copies of ``seed``'s events under ``target``/events until ``events`` rows; returns
     the number of rows written."""
     con = seed.connect()
+    con.execute("SET memory_limit = '3GB'")
     n, lo, hi = con.execute("SELECT count(*), min(time), max(time) FROM events").fetchall()[0]
     period = (hi.date() - lo.date()).days + 1
     copies = max(1, -(-events // n))
@@ -50,7 +51,7 @@ def replicate(seed: Lake, target: Path, events: int) -> int:
         for c in COLUMNS
     )
     written = 0
-    batch = max(1, min(copies, 20_000_000 // n or 1))
+    batch = max(1, 2_000_000 // n)  # copies per COPY statement: bounds the writer's memory
     for start in range(0, copies, batch):
         ks = range(start, min(copies, start + batch))
         limit = min(events - written, n * len(ks))
@@ -58,7 +59,7 @@ def replicate(seed: Lake, target: Path, events: int) -> int:
             f"""COPY (SELECT *, CAST(time AS DATE) AS date FROM (
                     SELECT {cols} FROM events, range({ks.start}, {ks.stop}) r(k)) LIMIT {limit})
                 TO '{sql_str(str(out))}' (FORMAT parquet, PARTITION_BY (source, date), FILENAME_PATTERN 'part-{start}-{{i}}',
-                ROW_GROUP_SIZE 122880, COMPRESSION zstd)"""
+                ROW_GROUP_SIZE 122880, COMPRESSION zstd, OVERWRITE_OR_IGNORE true)"""
         )
         written += limit
         if written >= events:

@@ -23,13 +23,28 @@ class DetectResult:
     rules: int
 
 
+def memory_limit() -> str:
+    """DuckDB's memory cap for detection: ``$CRMGUARD_MEMORY_LIMIT`` (e.g. ``2GB``), else half of
+    this machine's RAM up to 4 GB. Above it DuckDB spills to the lake's ``_tmp`` folder instead of
+    growing."""
+    import os
+
+    import psutil
+
+    if os.environ.get("CRMGUARD_MEMORY_LIMIT"):
+        return os.environ["CRMGUARD_MEMORY_LIMIT"]
+    return f"{min(4096, psutil.virtual_memory().total // 2**21)}MB"
+
+
 def engine_connection(lake: Lake, intel_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection over ``lake`` with the macros rules use (``cidr_match``); when
-    ``intel_dir`` holds intel files, the ``events`` view is enriched from them (anonymizer flag and
-    kind, ASN, ISP, country for ``src_ip``; values the logs state themselves win)."""
+    """A DuckDB connection over ``lake`` with the macros rules use (``cidr_match``), memory capped
+    by :func:`memory_limit`; when ``intel_dir`` holds intel files, the ``events`` view is enriched
+    from them (anonymizer flag and kind, ASN, ISP, country for ``src_ip``; values the logs state
+    themselves win)."""
     from crmguard.intel import load, register_macros
 
     con = lake.connect()
+    con.execute(f"SET memory_limit = '{memory_limit()}'")
     register_macros(con)
     db = load(intel_dir) if intel_dir is not None else None
     if db is not None and not db.empty:
