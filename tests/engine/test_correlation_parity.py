@@ -85,3 +85,20 @@ def test_event_count_example() -> None:
     rows = [("a", i, s, "ana", None) for i, s in enumerate([0, 60, 120, 3000, 3060])]
     [episode] = sql_episodes(corr, rows)
     assert episode[3] == 3 and episode[0] == ("ana",)
+
+
+def test_one_value_seen_twice_at_the_same_instant_is_one_value() -> None:
+    # The same sign-in logged by two sources at the same instant (ELF Login and its RTEM LoginEvent):
+    # one country, not two, however the engine orders tied rows.
+    corr = Correlation("value_count", ("a",), ("username",), dt.timedelta(hours=1), "gte", 2, field="src_ip")
+    for n in range(2, 40):
+        rows = [("a", i, 0, "ana", "1.1.1.1") for i in range(n)]
+        rows = [(r, i, s - i, u, ip) for r, i, s, u, ip in rows]  # sql_episodes adds the event number
+        assert sql_episodes(corr, rows) == [], n
+
+
+def test_simultaneous_firings_make_one_episode() -> None:
+    corr = Correlation("event_count", ("a",), ("username",), dt.timedelta(minutes=10), "gte", 1)
+    rows = [("a", i, 100 - i, "ana", None) for i in range(30)]  # 30 events at one instant
+    [episode] = sql_episodes(corr, rows)
+    assert episode[3] == 30

@@ -94,9 +94,9 @@ def batch_sql(corrs: dict[str, Correlation], matches: str = "mr", where: str = "
     return f"""
 WITH base AS ({base}),
 events AS ({events}),
-firing AS ({firing}),
+firing AS (SELECT DISTINCT corr, grp, t FROM ({firing})),
 marked AS (SELECT corr, grp, t, CASE WHEN lag(t) OVER (PARTITION BY corr, grp ORDER BY t) >= t - {span} THEN 0 ELSE 1 END AS brk FROM firing),
-episodes AS (SELECT corr, grp, t, sum(brk) OVER (PARTITION BY corr, grp ORDER BY t ROWS UNBOUNDED PRECEDING) AS ep FROM marked),
+episodes AS (SELECT corr, grp, t, sum(brk) OVER (PARTITION BY corr, grp ORDER BY t, brk DESC ROWS UNBOUNDED PRECEDING) AS ep FROM marked),
 spans AS (SELECT corr, grp, ep, min(t) - {span} AS lo, max(t) AS hi FROM episodes GROUP BY corr, grp, ep)
 SELECT s.corr, s.grp, min(e.time) AS first_seen, max(e.time) AS last_seen, count(*) AS event_count,
        list(e.event_id ORDER BY e.time, e.event_id) AS event_ids, any_value(s.lo) + {span} AS fired_at{extra}
@@ -109,13 +109,14 @@ def _distinct_firing(source: str, value: str, span: str, test: str) -> str:
     group's rows in [t - T, t] passes ``test``, in O(n log n).
 
     A row at s makes its value *present* over [s, s + T]; a value's overlapping presences merge into
-    intervals (gaps and islands), and the distinct count at t is the number of intervals holding t:
+    intervals (gaps and islands; among rows at the same instant the one that may open an island
+    sorts first, so one value never splits into two islands), and the distinct count at t is the number of intervals holding t:
     a running sum of +1 at each interval start and -1 after each end, read at every row time (starts
     sort before readings, ends after, so both window ends are inclusive)."""
     return f"""WITH v AS (SELECT corr, grp, {value} AS v, time FROM {source} WHERE {value} IS NOT NULL),
     gaps AS (SELECT corr, grp, v, time, CASE WHEN lag(time) OVER (PARTITION BY corr, grp, v ORDER BY time)
              >= time - {span} THEN 0 ELSE 1 END AS brk FROM v),
-    islands AS (SELECT corr, grp, v, time, sum(brk) OVER (PARTITION BY corr, grp, v ORDER BY time
+    islands AS (SELECT corr, grp, v, time, sum(brk) OVER (PARTITION BY corr, grp, v ORDER BY time, brk DESC
                 ROWS UNBOUNDED PRECEDING) AS k FROM gaps),
     present AS (SELECT corr, grp, min(time) AS a, max(time) + {span} AS b FROM islands GROUP BY corr, grp, v, k),
     sweep AS (SELECT corr, grp, a AS t, 0 AS ord, 1 AS d FROM present
