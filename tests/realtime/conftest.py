@@ -86,3 +86,10 @@ def lake_counts(lake: Path) -> tuple[int, int]:
         return con.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchall()[0]
     finally:
         con.close()
+
+
+def differences(streamed: dict[str, tuple], batch: dict[str, tuple]) -> str:
+    """Say which alerts differ between a streamed and a batch run (for assertion messages)."""
+    lines = [f"only streamed: {k} {v}" for k, v in sorted(streamed.items()) if batch.get(k) != v]
+    lines += [f"only batch:    {k} {v}" for k, v in sorted(batch.items()) if streamed.get(k) != v]
+    return "\n".join(lines)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from crmguard.realtime.watch import KILL_AT_ENV
-from tests.realtime.conftest import Stream, alert_set, lake_counts, write_chunk
+from tests.realtime.conftest import Stream, alert_set, differences, lake_counts, write_chunk
 
 CLI = str(Path(sys.executable).parent / "crmguard")
 TOKEN = "s3cret-test-token"
@@ -136,7 +136,8 @@ def test_kill_9_at_any_point_loses_nothing_and_repeats_nothing(stream: Stream, t
         watch.close()
     assert watch.kills >= 4, watch.log_path.read_text()
     assert lake_counts(home / "lake") == (stream.events, stream.events)
-    assert alert_set(state) == stream.batch_alerts
+    streamed = alert_set(state)
+    assert streamed == stream.batch_alerts, differences(streamed, stream.batch_alerts)
     db = sqlite3.connect(state)
     assert db.execute("SELECT count(*) - count(DISTINCT id) FROM alerts").fetchall()[0][0] == 0
     db.close()

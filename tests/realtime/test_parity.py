@@ -10,7 +10,7 @@ from crmguard.engine.rules import load_rules
 from crmguard.engine.run import Alert
 from crmguard.realtime.watch import Watcher, WatchOptions
 from crmguard.realtime.window import StoredEpisode, floor_time, superseded, to_store, window_start
-from tests.realtime.conftest import Stream, alert_set, lake_counts, write_chunk
+from tests.realtime.conftest import Stream, alert_set, differences, lake_counts, write_chunk
 
 T = dt.datetime(2025, 3, 4, 10, 17, 23, tzinfo=dt.UTC)
 
@@ -33,7 +33,7 @@ def test_streamed_alerts_equal_batch_alerts(stream: Stream, tmp_path: Path) -> N
     assert lake_counts(tmp_path / "lake") == (stream.events, stream.events)
     streamed = alert_set(tmp_path / "state.db")
     assert len(stream.batch_alerts) >= 5
-    assert streamed == stream.batch_alerts
+    assert streamed == stream.batch_alerts, differences(streamed, stream.batch_alerts)
 
 
 def test_window_reaches_back_to_buckets_and_open_episodes() -> None:
