@@ -85,7 +85,7 @@ COLUMNS: tuple[Column, ...] = (
         "'Salesforce.com IP' or a placeholder).",
         "src_endpoint.ip",
     ),
-    Column("src_country", pa.string(), "Country of the client as the log states it (ISO code or name).", "src_endpoint.location.country"),
+    Column("src_country", pa.string(), "Country of the client, ISO 3166-1 alpha-2 (Okta's country names converted; a name no table knows is kept as written).", "src_endpoint.location.country"),
     Column("src_city", pa.string(), "City of the client as the log states it.", "src_endpoint.location.city"),
     Column("src_asn", pa.int64(), "Autonomous system number of the client IP, when the log gives it.", "src_endpoint.autonomous_system.number"),
     Column("src_isp", pa.string(), "ISP / AS organisation of the client IP.", "src_endpoint.autonomous_system.name"),
