@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crmguard import __version__
+from crmguard.cli_time import parse_when
 from crmguard.errors import CrmguardError
 from crmguard.output import progress_bar
 from crmguard.workspace import resolve
@@ -177,16 +178,6 @@ StateOpt = Annotated[Optional[str], typer.Option("--state", help="State SQLite D
 RulesOpt = Annotated[Optional[list[str]], typer.Option("--rules", help="Folder of extra Sigma rules (repeatable).")]
 
 
-def _when(text: Optional[str], option: str) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise click.BadParameter("use ISO 8601, e.g. 2025-03-04 or 2025-03-04T08:00:00Z", param_hint=option) from exc
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 @app.command()
 def detect(
     lake: LakeOpt = None,
@@ -204,8 +195,8 @@ def detect(
 
     ws = resolve(home, lake, state)
     with err.status("running the rules"):
-        result = run_detect(Lake(ws.lake), ws.state, [Path(r) for r in rules or []], _when(since, "--since"),
-                            _when(until, "--until"), intel_dir=ws.intel)
+        result = run_detect(Lake(ws.lake), ws.state, [Path(r) for r in rules or []], parse_when(since, "--since"),
+                            parse_when(until, "--until"), intel_dir=ws.intel)
     if json_out:
         sys.stdout.write(alerts_json([a.__dict__ for a in result.alerts]) + "\n")
     else:
@@ -300,7 +291,7 @@ def alerts_deliver(
     """Enqueue stored alerts for the sinks in sinks.yml and deliver what is due (webhook, Slack, e-mail, OCSF file)."""
     from crmguard.sinks.cli import deliver_command
 
-    return deliver_command(resolve(home, None, state), sinks, out, err, loop, interval, _when(since, "--since"))
+    return deliver_command(resolve(home, None, state), sinks, out, err, loop, interval, parse_when(since, "--since"))
 
 
 @alerts_app.command("outbox")

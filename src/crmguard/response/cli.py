@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from crmguard.cli_time import parse_when
 from crmguard.errors import ResponseError
 from crmguard.response.incidents import (
     PLACEHOLDER,
@@ -47,16 +48,6 @@ IdArg = Annotated[str, typer.Argument(help="Incident id (e.g. INC-0001) or a uni
 
 def _store(ws: Workspace) -> IncidentStore:
     return IncidentStore(ws.state, ws.home / "incidents")
-
-
-def _when(text: Optional[str], option: str) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise click.BadParameter("use ISO 8601, e.g. 2025-03-04 or 2025-03-04T08:00:00Z", param_hint=option) from exc
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _json(doc: object) -> None:
@@ -99,7 +90,7 @@ def open_incident(
     ws = resolve(home, lake, state)
     who = by or default_actor()
     users, ips, apps = list(actor or []), list(ip or []), list(app_ or [])
-    start, end, detected, alert_id = _when(since, "--since"), _when(until, "--until"), None, None
+    start, end, detected, alert_id = parse_when(since, "--since"), parse_when(until, "--until"), None, None
     timeline: list[tuple[dt.datetime, str, str]] = []
     if from_alert:
         alerts = Store(ws.state)
@@ -113,11 +104,11 @@ def open_incident(
         users += [alert["actor"]] if alert.get("actor") else []
         ips += [str(i) for i in ctx.get("src_ips") or []]
         apps += [str(a) for a in ctx.get("apps") or []]
-        start = start or _when(alert["first_seen"], "first_seen")
-        end = end or _when(alert["last_seen"], "last_seen")
-        detected = _when(alert["created_at"], "created_at")
+        start = start or parse_when(alert["first_seen"], "first_seen")
+        end = end or parse_when(alert["last_seen"], "last_seen")
+        detected = parse_when(alert["created_at"], "created_at")
         title = title or alert["title"]
-        timeline.append((_when(alert["first_seen"], "first_seen"), f"first event of alert {alert_id[:12]}: {alert['title']}",  # type: ignore[arg-type]
+        timeline.append((parse_when(alert["first_seen"], "first_seen"), f"first event of alert {alert_id[:12]}: {alert['title']}",  # type: ignore[arg-type]
                          "alert"))
     if not users:
         raise click.BadParameter("give --from-alert or at least one --actor")
@@ -126,15 +117,12 @@ def open_incident(
     timeline += _related_alerts(ws, users, breach_start, breach_end, alert_id)
     controller = Controller(**{**_snapshot_controller(snapshot), **{k: v for k, v in (
         ("name", controller_name), ("contact_email", contact_email), ("dpo_email", dpo_email), ("phone", phone)) if v}})
-    store = _store(ws)
-    try:
+    with _store(ws) as store:
         inc = store.open(title=title or f"Suspected customer-data breach by {', '.join(users)}", who=who,
                          observables=Observables(users=users, ips=list(dict.fromkeys(ips)), apps=list(dict.fromkeys(apps)),
                                                  tokens=list(token or [])),
                          breach_start=breach_start, breach_end=breach_end, detected_at=detected, controller=controller,
                          source_alert=alert_id, timeline=timeline)
-    finally:
-        store.close()
     if json_out:
         _json(inc.model_dump())
         return 0
@@ -159,7 +147,7 @@ def _related_alerts(ws: Workspace, users: list[str], start: dt.datetime | None, 
         store.close()
     entries = []
     for a in alerts:
-        first = _when(a["first_seen"], "first_seen")
+        first = parse_when(a["first_seen"], "first_seen")
         if a["id"] != skip and a["actor"] in users and first is not None and start <= first <= end:
             entries.append((first, f"alert {a['id'][:12]} ({a['severity']}): {a['title']}", "alert"))
     return entries
@@ -189,9 +177,8 @@ def _print_incident(inc: Incident, ws: Workspace) -> None:
 def list_incidents(home: HomeOpt = None, state: StateOpt = None, json_out: JsonOpt = False) -> int:
     """List incidents, newest first."""
     ws = resolve(home, None, state)
-    store = _store(ws)
-    rows = store.summaries()
-    store.close()
+    with _store(ws) as store:
+        rows = store.summaries()
     if json_out:
         _json(rows)
         return 0
@@ -208,11 +195,8 @@ def list_incidents(home: HomeOpt = None, state: StateOpt = None, json_out: JsonO
 def show(incident_id: IdArg, home: HomeOpt = None, state: StateOpt = None, json_out: JsonOpt = False) -> int:
     """Show an incident: clocks, observables, tasks, timeline and journal."""
     ws = resolve(home, None, state)
-    store = _store(ws)
-    try:
+    with _store(ws) as store:
         inc = store.require(incident_id)
-    finally:
-        store.close()
     if json_out:
         _json(inc.model_dump())
         return 0
@@ -241,11 +225,8 @@ def aware(
 ) -> int:
     """Record the decision that a personal-data breach happened: starts the GDPR 72 h clock."""
     ws = resolve(home, None, state)
-    store = _store(ws)
-    try:
-        inc = store.aware(incident_id, by, _when(at, "--at"))
-    finally:
-        store.close()
+    with _store(ws) as store:
+        inc = store.aware(incident_id, by, parse_when(at, "--at"))
     out.print(f"{inc.id}: aware at {inc.aware_at} ({inc.aware_by}); regulator deadline {inc.deadline}")
     return 0
 
@@ -263,12 +244,9 @@ def observe(
     """Add (or with --remove, remove) observables; scoping uses the users and IPs."""
     ws = resolve(home, None, state)
     given = Observables(users=list(user or []), ips=list(ip or []), apps=list(app_ or []), tokens=list(token or []))
-    store = _store(ws)
-    try:
+    with _store(ws) as store:
         inc = store.observe(incident_id, by or default_actor(), Observables() if remove else given,
                             given if remove else Observables())
-    finally:
-        store.close()
     _print_incident(inc, ws)
     return 0
 
@@ -284,12 +262,9 @@ def controller(
 ) -> int:
     """Set the controller's contact point (name, contact e-mail, DPO e-mail, phone)."""
     ws = resolve(home, None, state)
-    store = _store(ws)
-    try:
+    with _store(ws) as store:
         inc = store.set_controller(incident_id, by or default_actor(), name=name, contact_email=contact_email,
                                    dpo_email=dpo_email, phone=phone)
-    finally:
-        store.close()
     unset = inc.controller.unset()
     out.print(f"{inc.id}: controller {inc.controller.name}" + (f"; still {PLACEHOLDER}: {', '.join(unset)}" if unset else ""))
     return 0
@@ -304,11 +279,8 @@ def task_add(
 ) -> int:
     """Add a task to an incident."""
     ws = resolve(home, None, state)
-    store = _store(ws)
-    try:
+    with _store(ws) as store:
         task = store.add_task(incident_id, by or default_actor(), title, owner)
-    finally:
-        store.close()
     out.print(f"task {task.number} added: {task.title}")
     return 0
 
@@ -322,11 +294,8 @@ def task_done(
 ) -> int:
     """Mark a task done (or --reopen it)."""
     ws = resolve(home, None, state)
-    store = _store(ws)
-    try:
+    with _store(ws) as store:
         task = store.set_task(incident_id, by or default_actor(), number, "open" if reopen else "done")
-    finally:
-        store.close()
     out.print(f"task {task.number} {task.status}: {task.title}")
     return 0
 
@@ -340,11 +309,8 @@ def note(
 ) -> int:
     """Add an entry to the incident's timeline."""
     ws = resolve(home, None, state)
-    store = _store(ws)
-    try:
-        store.note(incident_id, by or default_actor(), text, _when(at, "--at"))
-    finally:
-        store.close()
+    with _store(ws) as store:
+        store.note(incident_id, by or default_actor(), text, parse_when(at, "--at"))
     out.print("timeline entry added")
     return 0
 
@@ -357,11 +323,8 @@ def export(
 ) -> int:
     """Write incident.json (and with --csv the case tables) into <home>/incidents/<ID>/."""
     ws = resolve(home, None, state)
-    store = _store(ws)
-    try:
+    with _store(ws) as store:
         paths = store.export(incident_id, csv_tables=csv)
-    finally:
-        store.close()
     for p in paths:
         out.print(str(p))
     return 0
@@ -375,11 +338,8 @@ def close(
 ) -> int:
     """Close an incident."""
     ws = resolve(home, None, state)
-    store = _store(ws)
-    try:
+    with _store(ws) as store:
         inc = store.close_incident(incident_id, by or default_actor(), reason)
-    finally:
-        store.close()
     out.print(f"{inc.id} closed")
     return 0
 
@@ -396,8 +356,7 @@ def scope(
 
     ws = resolve(home, lake, state)
     who = by or default_actor()
-    store = _store(ws)
-    try:
+    with _store(ws) as store:
         inc = store.require(incident_id)
         try:
             with err.status("scoping"):
@@ -412,8 +371,6 @@ def scope(
         store.journal(inc.id, "scope", who, "ok", {"customers": c, "records": s["records"],
                                                    "customers_export": s["customers_export"],
                                                    "files": [str(result.parquet), str(result.csv), str(result.summary_path)]})
-    finally:
-        store.close()
     if json_out:
         _json(s)
         return 0
@@ -569,8 +526,7 @@ def contain(
 
     ws = resolve(home, None, state)
     who = by or default_actor()
-    store = _store(ws)
-    try:
+    with _store(ws) as store:
         inc = store.require(incident_id)
         folder = store.folder(inc.id)
         customers = folder / "affected_customers.parquet"
@@ -596,8 +552,6 @@ def contain(
                 results = run_plan(plan, client, store, who, findings)
         finally:
             client.close()
-    finally:
-        store.close()
     if json_out:
         _json({"dry_run": False, "plan": plan.model_dump(), "steps": [r.__dict__ for r in results], "secrets": findings})
     else:

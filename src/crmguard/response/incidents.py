@@ -225,6 +225,12 @@ class IncidentStore:
         """Close the database."""
         self.db.close()
 
+    def __enter__(self) -> IncidentStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def folder(self, incident_id: str) -> Path:
         """``<incidents dir>/<ID>``: where the incident's files go (created)."""
         d = self.dir / incident_id
