@@ -5,9 +5,9 @@ WHERE (("source" = 'salesforce_elf' OR "source" = 'salesforce_rtem' OR "source" 
 SELECT * EXCLUDE (corr) FROM (
 WITH base AS (SELECT c.corr, c.step, m.*, [CAST(m.actor AS VARCHAR)]::VARCHAR[] AS grp, list_prepend(c.corr, [CAST(m.actor AS VARCHAR)]::VARCHAR[]) AS _key FROM mr m JOIN (VALUES ('_', 'bulk_pii_read', 0)) c(corr, rule, step) ON m.rule = c.rule WHERE CAST(m.actor AS VARCHAR) IS NOT NULL),
 events AS (SELECT * FROM base QUALIFY row_number() OVER (PARTITION BY corr, grp, event_id ORDER BY rule, step) = 1),
-firing AS (SELECT corr, grp, time AS t FROM (SELECT corr, grp, time, count(*) OVER (PARTITION BY corr, grp ORDER BY time RANGE BETWEEN INTERVAL 3600 SECOND PRECEDING AND CURRENT ROW) AS n FROM events) WHERE n >= 2),
+firing AS (SELECT DISTINCT corr, grp, t FROM (SELECT corr, grp, time AS t FROM (SELECT corr, grp, time, count(*) OVER (PARTITION BY corr, grp ORDER BY time RANGE BETWEEN INTERVAL 3600 SECOND PRECEDING AND CURRENT ROW) AS n FROM events) WHERE n >= 2)),
 marked AS (SELECT corr, grp, t, CASE WHEN lag(t) OVER (PARTITION BY corr, grp ORDER BY t) >= t - INTERVAL 3600 SECOND THEN 0 ELSE 1 END AS brk FROM firing),
-episodes AS (SELECT corr, grp, t, sum(brk) OVER (PARTITION BY corr, grp ORDER BY t ROWS UNBOUNDED PRECEDING) AS ep FROM marked),
+episodes AS (SELECT corr, grp, t, sum(brk) OVER (PARTITION BY corr, grp ORDER BY t, brk DESC ROWS UNBOUNDED PRECEDING) AS ep FROM marked),
 spans AS (SELECT corr, grp, ep, min(t) - INTERVAL 3600 SECOND AS lo, max(t) AS hi FROM episodes GROUP BY corr, grp, ep)
 SELECT s.corr, s.grp, min(e.time) AS first_seen, max(e.time) AS last_seen, count(*) AS event_count,
        list(e.event_id ORDER BY e.time, e.event_id) AS event_ids, any_value(s.lo) + INTERVAL 3600 SECOND AS fired_at
