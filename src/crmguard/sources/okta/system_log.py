@@ -19,17 +19,20 @@ JSON_ROOT = "rec"
 _TOP = ("displayMessage", "eventType", "legacyEventType", "authenticationContext", "securityContext", "debugContext")
 
 
-def _targets(kind: str, attr: str) -> str:
-    """First target of Okta type ``kind`` (User, AppInstance ...), its ``attr``."""
+def _targets(targets: str, kind: str, attr: str) -> str:
+    """First target of Okta type ``kind`` (User, AppInstance ...), its ``attr``; ``targets`` is the
+    record's ``target`` array as JSON text (extracted with the other fields: the whole record is
+    parsed once)."""
     return (
-        "list_extract(list_filter(from_json(coalesce(json_extract(rec, '$.target'), '[]'), "
+        f"list_extract(list_filter(from_json(coalesce({targets}, '[]'), "
         "'[{\"type\":\"VARCHAR\",\"alternateId\":\"VARCHAR\",\"displayName\":\"VARCHAR\",\"id\":\"VARCHAR\"}]'), "
         f"lambda t: t.type = '{kind}'), 1).{attr}"
     )
 
 
-def _target_name(kind: str) -> str:
-    return first(f"blank_null({_targets(kind, 'displayName')})", f"blank_null({_targets(kind, 'alternateId')})")
+def _target_name(targets: str, kind: str) -> str:
+    return first(f"blank_null({_targets(targets, kind, 'displayName')})",
+                 f"blank_null({_targets(targets, kind, 'alternateId')})")
 
 
 def build(raw_f: Field) -> dict[str, str]:
@@ -44,7 +47,8 @@ def build(raw_f: Field) -> dict[str, str]:
 
     et = f("eventType")
     result = f"upper({f('outcome.result')})"
-    ip = first(f"ip_or_null({f('client.ipAddress')})", "ip_or_null(json_extract_string(rec, '$.request.ipChain[0].ip'))")
+    ip = first(f"ip_or_null({f('client.ipAddress')})", f"ip_or_null(json_extract_string({f('request.ipChain')}, '$[0].ip'))")
+    targets = f("target")
     session = f("authenticationContext.externalSessionId")
     # Okta writes 'unknown' for an actor it could not resolve (a login attempt for a username that
     # does not exist) and makes the IP the actor of some threat events: neither is a user.
@@ -53,8 +57,8 @@ def build(raw_f: Field) -> dict[str, str]:
     # The app: the AppInstance signed into or acted on; for OAuth events the client, which is the
     # actor (PublicClientApp) or named by client.id ("the OAuth client making the request").
     app = first(
-        _target_name("AppInstance"),
-        _target_name("PublicClientApp"),
+        _target_name(targets, "AppInstance"),
+        _target_name(targets, "PublicClientApp"),
         f"CASE WHEN {f('actor.type')} = 'PublicClientApp' THEN {first(f('actor.displayName'), f('actor.alternateId'))} END",
         f"CASE WHEN {et} LIKE 'app.oauth2.%' THEN {f('client.id')} END",
     )
@@ -95,7 +99,7 @@ def build(raw_f: Field) -> dict[str, str]:
         "outcome_reason": first(f("outcome.reason"), f("outcome.result")),
         "user_id": f"CASE WHEN NOT {ip_actor} AND {f('actor.id')} <> 'unknown' THEN {f('actor.id')} END",
         "username": f"CASE WHEN NOT {ip_actor} AND {f('actor.alternateId')} <> 'unknown' THEN {f('actor.alternateId')} END",
-        "target_user": _targets("User", "alternateId"),
+        "target_user": _targets(targets, "User", "alternateId"),
         "session_id": f"CASE WHEN {session} <> 'unknown' THEN {session} END",
         "src_ip": ip,
         # Okta names the country ("United States"); Salesforce and the rules use ISO alpha-2 codes.
