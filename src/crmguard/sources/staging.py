@@ -31,7 +31,7 @@ from crmguard.sources.salesforce import audit_trail, elf
 from crmguard.sources.sql import ident, sql_list, sql_str
 
 NDJSON_BLOCK = 8 << 20
-JSON_CHUNK_BYTES = 16 << 20
+JSON_CHUNK_BYTES = 64 << 20
 """NDJSON lines (of one file or several) are mapped once this many bytes are read: bounds memory."""
 UNRECOGNISED = "unrecognised record: not an Okta System Log event, Salesforce ELF row, RTEM event or SetupAuditTrail record"
 
@@ -203,7 +203,7 @@ class FileStager:
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE jk AS
             SELECT _file, _line, _record, txt, _bytes, err, CASE {shapes} END AS kind
-            FROM (SELECT *, CASE WHEN err IS NULL THEN txt END AS rec
+            FROM (SELECT *, json_keys(rec) AS keys FROM (SELECT *, CASE WHEN err IS NULL THEN txt END AS rec
             FROM (SELECT *, CASE WHEN txt IS NULL THEN 'invalid UTF-8: the line is not UTF-8 text (re-run with --encoding)'
                                  WHEN NOT json_valid(txt) THEN 'invalid JSON'
                                  WHEN json_type(txt) <> 'OBJECT' THEN 'not a JSON object' END AS err
@@ -211,7 +211,7 @@ class FileStager:
                         FROM (SELECT _file, _line, _base, _bytes,
                                      CASE WHEN txt IS NOT NULL AND json_valid(txt) AND json_type(txt, '$.records') = 'ARRAY'
                                           THEN CAST(json_extract(txt, '$.records') AS VARCHAR[]) ELSE [txt] END AS l
-                              FROM {jb}))))"""
+                              FROM {jb})))))"""
         )
         per_file = con.execute(
             "SELECT _file, count(*), list(DISTINCT kind) FILTER (WHERE kind IS NOT NULL) FROM jk GROUP BY _file"

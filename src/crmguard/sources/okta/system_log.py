@@ -13,7 +13,7 @@ from crmguard.sources.mapping import Field, SourceMapping, first
 
 SOURCE = "okta"
 
-JSON_SHAPE = "(json_exists(rec, '$.eventType') OR json_exists(rec, '$.eventtype'))"
+JSON_SHAPE = "list_has_any(keys, ['eventType', 'eventtype'])"
 JSON_ROOT = "rec"
 
 _TOP = ("displayMessage", "eventType", "legacyEventType", "authenticationContext", "securityContext", "debugContext")

@@ -11,10 +11,7 @@ from crmguard.sources.mapping import Field, SourceMapping, first
 
 SOURCE = "salesforce_audit"
 
-JSON_SHAPE = (
-    "((json_exists(rec, '$.Action') AND json_exists(rec, '$.Section')) "
-    "OR (json_exists(rec, '$.action') AND json_exists(rec, '$.section')))"
-)
+JSON_SHAPE = "(list_has_all(keys, ['Action', 'Section']) OR list_has_all(keys, ['action', 'section']))"
 JSON_ROOT = "rec"
 CSV_COLUMNS = ("Action", "Section")
 """A CSV whose header has these columns (any case) is a SetupAuditTrail export."""

@@ -182,6 +182,6 @@ def build(f: Field) -> dict[str, str]:
 
 MAPPING = SourceMapping(SOURCE, build)
 
-JSON_SHAPE = "json_exists(rec, '$.EVENT_TYPE')"
+JSON_SHAPE = "list_contains(keys, 'EVENT_TYPE')"
 """An ELF row rendered as a JSON object (keys are the CSV header names)."""
 JSON_ROOT = "rec"

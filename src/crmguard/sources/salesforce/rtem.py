@@ -14,8 +14,8 @@ from crmguard.sources.mapping import Field, SourceMapping, first
 SOURCE = "salesforce_rtem"
 
 JSON_SHAPE = (
-    "(json_exists(rec, '$.data.payload') OR json_exists(rec, '$.EventIdentifier') "
-    "OR json_exists(rec, '$.EventDate'))"
+    "(list_has_any(keys, ['EventIdentifier', 'EventDate']) "
+    "OR (list_contains(keys, 'data') AND json_exists(rec, '$.data.payload')))"
 )
 JSON_ROOT = "CASE WHEN json_exists(rec, '$.data.payload') THEN json_extract(rec, '$.data.payload') ELSE rec END"
 
