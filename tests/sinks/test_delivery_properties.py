@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import T0, Receiver, make_alert
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +16,7 @@ from crmguard.alerts.store import Store
 from crmguard.sinks import deliver_due, enqueue
 from crmguard.sinks.config import parse_config
 from crmguard.sinks.outbox import connect, journal_rows, status_counts
+from tests.sinks.conftest import T0, Receiver, make_alert
 
 pytestmark = pytest.mark.integration
 

@@ -11,13 +11,13 @@ from email import message_from_bytes, policy
 
 import pytest
 from aiosmtpd.controller import Controller
-from conftest import T0, make_alert
 
 from crmguard.sinks import deliver_due, enqueue
 from crmguard.sinks.config import parse_config
 from crmguard.sinks.mail import message
 from crmguard.sinks.outbox import connect, journal_rows
 from crmguard.sinks.payload import alert_view
+from tests.sinks.conftest import T0, make_alert
 
 pytestmark = pytest.mark.integration
 

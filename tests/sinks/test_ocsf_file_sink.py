@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import T0, make_alert
-
 from crmguard.sinks import deliver_due, enqueue
 from crmguard.sinks.config import parse_config
+from tests.sinks.conftest import T0, make_alert
 
 REQUIRED = ("activity_id", "category_uid", "class_uid", "finding_info", "metadata", "severity_id", "time", "type_uid")
 SEVERITY_IDS = {"informational": 1, "low": 2, "medium": 3, "high": 4, "critical": 5}

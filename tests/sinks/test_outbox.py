@@ -6,12 +6,11 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from conftest import T0, make_alert
-
 from crmguard.alerts.store import Store
 from crmguard.sinks import deliver_due, enqueue
 from crmguard.sinks.config import parse_config
 from crmguard.sinks.outbox import connect, journal_rows, rows, status_counts
+from tests.sinks.conftest import T0, make_alert
 
 
 def _file_config(tmp_path: Path, **sink: object) -> object:

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import make_alert
 
 from crmguard.sinks.config import parse_config
 from crmguard.sinks.mail import message
@@ -21,6 +20,7 @@ from crmguard.sinks.ocsf import detection_finding
 from crmguard.sinks.payload import alert_view
 from crmguard.sinks.slack import slack_message
 from crmguard.sinks.webhook import generic_payload
+from tests.sinks.conftest import make_alert
 
 HERE = Path(__file__).parent
 SMTP = parse_config({"sinks": [{"name": "mail", "type": "smtp", "host": "localhost", "from": "crmguard@shop.example",

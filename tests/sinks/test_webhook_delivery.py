@@ -7,11 +7,11 @@ import datetime as dt
 import threading
 
 import pytest
-from conftest import T0, make_alert
 
 from crmguard.sinks import deliver_due, enqueue
 from crmguard.sinks.config import parse_config
 from crmguard.sinks.outbox import connect, journal_rows, rows
+from tests.sinks.conftest import T0, make_alert
 
 pytestmark = pytest.mark.integration
 IDS = [f"alert{i:04d}" for i in range(6)]
