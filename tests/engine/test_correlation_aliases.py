@@ -61,6 +61,7 @@ def test_alias_groups_the_reset_victim_with_the_reader(tmp_path: Path, engine_co
     assert set(alert.event_ids) == {"reset", "read"}
     assert alert.context["group_by"] == {"person": "ana@example.com"}
     assert alert.context["fired_at"] == "2025-03-04T09:00:00Z"  # when the read completed the sequence
+    assert "temporal_ordered of mfa_reset_of, bulk_read_by within 2h" in alert.explanation
 
 
 def test_alias_without_the_reset_raises_nothing(tmp_path: Path, engine_con) -> None:
