@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from crmguard.errors import SourceParseError
@@ -135,13 +136,16 @@ class FileStager:
             yield self._stage_lines(pending)
 
     def _stage_lines(self, tables: list[pa.Table]) -> pa.Table:
-        self.con.register("jb_arrow", pa.concat_tables(tables))
+        lines = pa.concat_tables(tables)
+        has_records = pc.any(pc.match_substring(lines.column("text"), '"records"')).as_py() or False
+        self.con.register("jb_arrow", lines)
         try:
             # The original bytes are kept only where they are not text (they are quarantined as such).
             return self._stage_json_records(
                 "(SELECT _file, _line, 0 AS _base, CASE WHEN _split_error THEN NULL ELSE TRY(decode(text)) END AS txt, "
                 "CASE WHEN _split_error OR TRY(decode(text)) IS NULL THEN text END AS _bytes FROM jb_arrow "
-                "WHERE _split_error OR length(trim(TRY(decode(text)))) > 0 OR TRY(decode(text)) IS NULL)"
+                "WHERE _split_error OR length(trim(TRY(decode(text)))) > 0 OR TRY(decode(text)) IS NULL)",
+                has_records,
             )
         finally:
             self.con.unregister("jb_arrow")
@@ -187,18 +191,31 @@ class FileStager:
             return
         yield self._stage_json_records("jb")
 
-    def _stage_json_records(self, jb: str) -> pa.Table:
+    def _stage_json_records(self, jb: str, has_records: bool | None = None) -> pa.Table:
         """Map the records of relation ``jb`` (a table name or a subquery); return them as a staged chunk.
 
         ``jb`` has one row per line (NDJSON: ``_line`` set, ``_base`` 0) or per JSON document / array
         element (``_line`` NULL, ``_base`` its 0-based index), with its file's index ``_file``, its
         text ``txt`` (NULL when not UTF-8) and original ``_bytes``. A record's number is ``_base`` +
         its index in a SOQL response's ``records`` (1 otherwise). Raw JSON is minified so one event
-        has one id whatever the container.
+        has one id whatever the container. ``has_records``: whether any text may name a ``records``
+        key (None: find out with a scan of ``jb``).
         """
         con, names = self.con, self._names_sql()
         shapes = " ".join(f"WHEN {m.JSON_SHAPE} THEN '{m.SOURCE}'" for m in JSON_FORMATS)
         # A SOQL query response ({"totalSize", "done", "records": [...]}) holds its events in records.
+        # Unpacking costs a JSON parse and an unnest per record, so it is planned only when some text
+        # names a "records" key (a substring test, far cheaper than parsing).
+        soql = f"""txt LIKE '%"records"%' AND json_valid(txt) AND json_type(txt, '$.records') = 'ARRAY'"""
+        if has_records is None:
+            [(has_records,)] = con.execute(f"SELECT coalesce(bool_or({soql}), false) FROM {jb}").fetchall()
+        records = (
+            f"""SELECT _file, _line, unnest(l) AS txt, _base + unnest(range(1, len(l) + 1)) AS _record, _bytes
+                FROM (SELECT _file, _line, _base, _bytes,
+                      CASE WHEN {soql} THEN CAST(json_extract(txt, '$.records') AS VARCHAR[]) ELSE [txt] END AS l
+                      FROM {jb})"""
+            if has_records else f"SELECT _file, _line, txt, _base + 1 AS _record, _bytes FROM {jb}"
+        )
         # Only jk is materialised, with one copy of each record's text: records can be large.
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE jk AS
@@ -207,11 +224,7 @@ class FileStager:
             FROM (SELECT *, CASE WHEN txt IS NULL THEN 'invalid UTF-8: the line is not UTF-8 text (re-run with --encoding)'
                                  WHEN NOT json_valid(txt) THEN 'invalid JSON'
                                  WHEN json_type(txt) <> 'OBJECT' THEN 'not a JSON object' END AS err
-                  FROM (SELECT _file, _line, unnest(l) AS txt, _base + unnest(range(1, len(l) + 1)) AS _record, _bytes
-                        FROM (SELECT _file, _line, _base, _bytes,
-                                     CASE WHEN txt IS NOT NULL AND json_valid(txt) AND json_type(txt, '$.records') = 'ARRAY'
-                                          THEN CAST(json_extract(txt, '$.records') AS VARCHAR[]) ELSE [txt] END AS l
-                              FROM {jb})))))"""
+                  FROM ({records}))))"""
         )
         per_file = con.execute(
             "SELECT _file, count(*), list(DISTINCT kind) FILTER (WHERE kind IS NOT NULL) FROM jk GROUP BY _file"
