@@ -206,7 +206,7 @@ class FileStager:
         # A SOQL query response ({"totalSize", "done", "records": [...]}) holds its events in records.
         # Unpacking costs a JSON parse and an unnest per record, so it is planned only when some text
         # names a "records" key (a substring test, far cheaper than parsing).
-        soql = f"""txt LIKE '%"records"%' AND json_valid(txt) AND json_type(txt, '$.records') = 'ARRAY'"""
+        soql = """txt LIKE '%"records"%' AND json_valid(txt) AND json_type(txt, '$.records') = 'ARRAY'"""
         if has_records is None:
             [(has_records,)] = con.execute(f"SELECT coalesce(bool_or({soql}), false) FROM {jb}").fetchall()
         records = (
