@@ -15,7 +15,6 @@ import datetime as dt
 import getpass
 import random
 import smtplib
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from crmguard.response.notices import (
 )
 from crmguard.response.outbox import FINAL, Outbox, Row, incident_lock
 from crmguard.response.register import BreachRegister
+from crmguard.smtp import open_smtp, quit_smtp
 
 
 @dataclass(frozen=True)
@@ -99,12 +99,8 @@ class Mailer:
 
     def close(self) -> None:
         """Say QUIT and close the connection, if open."""
-        if self.smtp is not None:
-            try:
-                self.smtp.quit()
-            except (smtplib.SMTPException, OSError):
-                self.smtp.close()
-            self.smtp = None
+        quit_smtp(self.smtp)
+        self.smtp = None
 
     def _drop(self) -> None:
         if self.smtp is not None:
@@ -113,24 +109,13 @@ class Mailer:
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
-        smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
         try:
-            smtp.ehlo_or_helo_if_needed()
-            if s.starttls:
-                smtp.starttls(context=ssl.create_default_context())
-                smtp.ehlo()
-            if s.user:
-                smtp.login(s.user, s.password or "")
+            smtp = open_smtp(s.host, s.port, s.timeout, s.starttls, s.user, s.password)
         except smtplib.SMTPAuthenticationError as exc:
-            smtp.close()
             raise NotificationError(f"SMTP login refused: {_reply(exc.smtp_code, exc.smtp_error)}",
                                     field="--user") from exc
         except smtplib.SMTPNotSupportedError as exc:
-            smtp.close()
             raise NotificationError(f"{s.host}:{s.port} does not offer STARTTLS", field="--starttls") from exc
-        except BaseException:
-            smtp.close()
-            raise
         self.sent_on_connection = 0
         return smtp
 

@@ -7,7 +7,6 @@ re-sent after a crash threads with, and can be deduplicated against, the first o
 from __future__ import annotations
 
 import smtplib
-import ssl
 from email.message import EmailMessage
 from functools import cache
 
@@ -15,6 +14,7 @@ import jinja2
 
 from crmguard.sinks.config import SinksConfig, SmtpSink
 from crmguard.sinks.payload import SendFailed
+from crmguard.smtp import open_smtp, quit_smtp
 
 
 @cache
@@ -48,16 +48,8 @@ class SmtpSender:
         self.smtp: smtplib.SMTP | None = None
 
     def _connect(self) -> smtplib.SMTP:
-        smtp = smtplib.SMTP(self.sink.host, self.sink.port, timeout=self.sink.timeout.total_seconds())
-        try:
-            if self.sink.starttls:
-                smtp.starttls(context=ssl.create_default_context())
-            if self.username:
-                smtp.login(self.username, self.password or "")
-        except BaseException:
-            smtp.close()
-            raise
-        return smtp
+        return open_smtp(self.sink.host, self.sink.port, self.sink.timeout.total_seconds(), self.sink.starttls,
+                         self.username, self.password)
 
     def send(self, view: dict) -> str:
         """Send the e-mail for ``view``; returns the recipients accepted, raises ``SendFailed``."""
@@ -76,12 +68,8 @@ class SmtpSender:
 
     def close(self) -> None:
         """Say QUIT (or just drop a broken connection)."""
-        if self.smtp is not None:
-            try:
-                self.smtp.quit()
-            except (smtplib.SMTPException, OSError):
-                self.smtp.close()
-            self.smtp = None
+        quit_smtp(self.smtp)
+        self.smtp = None
 
 
 def _text(value: bytes | str) -> str:
