@@ -74,12 +74,13 @@ def clone_pack(target: Path, n: int) -> None:
 
 
 def _flatten(obj: object, prefix: str = "") -> dict:
+    """One level of ``a.b.c`` columns, as Zircolite flattens a JSON event."""
     if isinstance(obj, dict):
         out: dict = {}
         for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}{k}." if not isinstance(v, dict) else f"{prefix}{k}."))
-        return {k.rstrip("."): v for k, v in out.items()}
-    return {prefix: obj}
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): obj}
 
 
 def python_parse(raw_dirs: list[Path]) -> tuple[int, float]:

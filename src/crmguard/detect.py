@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import psutil
 
 from crmguard.alerts.store import Store, StoreResult
 from crmguard.engine.rules import Rule, load_rules
@@ -27,10 +29,6 @@ def memory_limit() -> str:
     """DuckDB's memory cap for detection: ``$CRMGUARD_MEMORY_LIMIT`` (e.g. ``2GB``), else half of
     this machine's RAM up to 4 GB. Above it DuckDB spills to the lake's ``_tmp`` folder instead of
     growing."""
-    import os
-
-    import psutil
-
     if os.environ.get("CRMGUARD_MEMORY_LIMIT"):
         return os.environ["CRMGUARD_MEMORY_LIMIT"]
     return f"{min(4096, psutil.virtual_memory().total // 2**21)}MB"

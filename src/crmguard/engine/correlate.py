@@ -23,7 +23,7 @@ both give identical alerts on generated events.
 from __future__ import annotations
 
 from crmguard.engine.rules import ACTOR, Correlation
-from crmguard.sources.sql import ident
+from crmguard.sources.sql import ident, sql_str
 
 OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "=", "neq": "<>"}
 
@@ -45,7 +45,7 @@ def _group_value(name: str, corrs: dict[str, Correlation]) -> str:
     """SQL for group-by ``name`` over a match ``m`` of correlation ``c.corr``: the field itself, or
     for a Sigma alias the field its mapping names for the match's rule."""
     cases = [
-        f"WHEN c.corr = '{_quote(cn)}' AND m.rule = '{_quote(rule)}' THEN CAST(m.{_field(fld)} AS VARCHAR)"
+        f"WHEN c.corr = '{sql_str(cn)}' AND m.rule = '{sql_str(rule)}' THEN CAST(m.{_field(fld)} AS VARCHAR)"
         for cn, corr in corrs.items() for rule, fld in (corr.alias(name) or {}).items()
     ]
     if not cases:
@@ -69,7 +69,7 @@ def batch_sql(corrs: dict[str, Correlation], matches: str = "mr", where: str = "
     corr = next(iter(corrs.values()))
     secs = int(corr.timespan.total_seconds())
     span = f"INTERVAL {secs} SECOND"
-    steps = ", ".join(f"('{_quote(name)}', '{_quote(rule)}', {i})" for name, c in corrs.items()
+    steps = ", ".join(f"('{sql_str(name)}', '{sql_str(rule)}', {i})" for name, c in corrs.items()
                       for i, rule in enumerate(c.rules))
     values = [_group_value(g, corrs) for g in corr.group_by]
     group = "[" + ", ".join(values) + "]::VARCHAR[]"
@@ -140,7 +140,3 @@ def _ordered_firing(n: int, span: str) -> str:
         joins += f" ASOF JOIN s{i} c{i} ON c{i}._key = c{last}._key AND c{i}.time <= c{i + 1}.time"
         query += f", c{i}.time AS t{i}"
     return f"WITH {', '.join(ctes)} SELECT corr, grp, t{last} AS t FROM ({query} {joins}) WHERE t0 >= t{last} - {span}"
-
-
-def _quote(text: str) -> str:
-    return text.replace("'", "''")
