@@ -136,6 +136,8 @@ def simulate(
                      "credential-stuffing. Default: all four; 'none' for none."),
     ] = None,
     start: Annotated[Optional[str], typer.Option("--start", help="First day, YYYY-MM-DD (default 2025-03-03).")] = None,
+    quiet_days: Annotated[int, typer.Option("--quiet-days", help="Days of normal traffic before any campaign "
+                                            "starts (history for baselines).")] = 0,
 ) -> int:
     """Write realistic Salesforce + Okta logs of a retailer org with labelled attack campaigns."""
     from crmguard.simulate import simulate as run_simulate
@@ -149,7 +151,7 @@ def simulate(
         task = progress.add_task("simulate", total=days)
         try:
             summary = run_simulate(Path(out), users=users, days=days, seed=seed, campaigns=campaigns, start=first,
-                                   progress=lambda done, total: progress.update(task, completed=done))
+                                   quiet_days=quiet_days, progress=lambda done, total: progress.update(task, completed=done))
         except ValueError as exc:
             raise click.BadParameter(str(exc)) from exc
     console = Console()

@@ -92,15 +92,19 @@ class Setup:
     period: tuple[int, int]
 
 
-def build_setup(seed: int, users: int, start: dt.date, days: int, n_customers: int, names: list[str]) -> Setup:
-    """Draw the org, customers, schedules and campaign plans for a run (no file is written)."""
+def build_setup(seed: int, users: int, start: dt.date, days: int, n_customers: int, names: list[str],
+                quiet_days: int = 0) -> Setup:
+    """Draw the org, customers, schedules and campaign plans for a run (no file is written);
+    campaigns are planned after the first ``quiet_days`` days."""
     org = build_org(_rng(seed, _ORG), users, start)
     cust = build_customers(_rng(seed, _CUSTOMERS), org, n_customers)
     pop = build_population(org)
     ctx = Context(pop, cust, perm=_rng(seed, _PERM).permutation(len(cust)))
     schedule = draw_schedule(_rng(seed, _SCHEDULE))
     period = (day_start_ms(start), day_start_ms(start) + days * DAY_MS)
-    plans = plan_campaigns(names, seed, _CAMPAIGNS, ctx, period)
+    plans = plan_campaigns(names, seed, _CAMPAIGNS, ctx, (period[0] + quiet_days * DAY_MS, period[1]))
+    for plan in plans:  # a plan numbers days from its own period's start, the runner from the run's
+        plan.by_day = {d + quiet_days: events for d, events in plan.by_day.items()}
     return Setup(seed, start, days, org, ctx, schedule, plans, period)
 
 
@@ -152,11 +156,11 @@ _WORKER: dict[str, object] = {}
 
 
 def _init_worker(args: tuple) -> None:  # type: ignore[type-arg]
-    seed, users, start, days, n_customers, names, out = args
+    seed, users, start, days, n_customers, names, quiet_days, out = args
     # One process per CPU already; Arrow's own thread pool would only oversubscribe.
     pa.set_cpu_count(1)
     pa.set_io_thread_count(1)
-    _WORKER["setup"] = build_setup(seed, users, start, days, n_customers, names)
+    _WORKER["setup"] = build_setup(seed, users, start, days, n_customers, names, quiet_days)
     _WORKER["out"] = out
 
 
@@ -174,20 +178,23 @@ def default_workers(users: int, days: int) -> int:
 
 def simulate(out: Path, users: int, days: int, seed: int, campaigns: list[str] | None = None,
              start: dt.date | None = None, progress: Callable[[int, int], None] | None = None, *,
-             customers: int | None = None, workers: int | None = None) -> SimulationSummary:
+             customers: int | None = None, workers: int | None = None, quiet_days: int = 0) -> SimulationSummary:
     """Simulate ``days`` days of a retailer's Salesforce and Okta telemetry into directory ``out``.
 
     ``users`` human staff (plus three integration users), ``customers`` customer records (default
     ``100 × users``), attack ``campaigns`` by name (``None``: all of :data:`CAMPAIGNS`; ``[]``:
     none), starting on ``start`` (default 2025-03-03, UTC days). ``progress(done, total)`` is called
     each time a day is written. ``workers`` sets how many processes generate days in parallel
-    (default: see :func:`default_workers`); the output does not depend on it. Workers are spawned,
+    (default: see :func:`default_workers`); the output does not depend on it. Campaigns start after
+    the first ``quiet_days`` days (a clean history for behavioural baselines to learn from). Workers are spawned,
     so a script calling this with more than one worker needs the usual
     ``if __name__ == "__main__":`` guard. The same arguments
     always give byte-identical files. Returns the :class:`SimulationSummary`; raises ``ValueError``
     for invalid arguments.
     """
     names, start = validate(users, days, seed, campaigns, start, customers, workers)
+    if isinstance(quiet_days, bool) or not isinstance(quiet_days, int) or not 0 <= quiet_days < days:
+        raise ValueError(f"quiet_days must be an integer from 0 to days - 1 = {days - 1} (got {quiet_days!r})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n_customers = customers or max(1000, users * CUSTOMERS_PER_USER)
@@ -195,7 +202,7 @@ def simulate(out: Path, users: int, days: int, seed: int, campaigns: list[str] |
 
     results: dict[int, DayResult] = {}
     if n_workers <= 1:
-        setup = build_setup(seed, users, start, days, n_customers, names)
+        setup = build_setup(seed, users, start, days, n_customers, names, quiet_days)
         counts = _write_customers(out, seed, setup)
         for d in range(days):
             results[d] = run_day(setup, out, d)
@@ -205,11 +212,11 @@ def simulate(out: Path, users: int, days: int, seed: int, campaigns: list[str] |
         # Workers rebuild the setup from the arguments (spawned, so nothing is shared by fork);
         # they start first so their start-up overlaps the customer export written here.
         context = multiprocessing.get_context("spawn")
-        args = (seed, users, start, days, n_customers, names, out)
+        args = (seed, users, start, days, n_customers, names, quiet_days, out)
         with ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_init_worker,
                                  initargs=(args,)) as pool:
             pending = {pool.submit(_worker_day, d) for d in range(days)}
-            setup = build_setup(seed, users, start, days, n_customers, names)
+            setup = build_setup(seed, users, start, days, n_customers, names, quiet_days)
             counts = _write_customers(out, seed, setup)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
