@@ -409,6 +409,10 @@ from crmguard.response.notify_cli import notify_app  # noqa: E402  (sub-app in i
 
 app.add_typer(notify_app, name="notify")
 
+from crmguard.anomaly.cli import baseline_app  # noqa: E402  (sub-app in its own module)
+
+app.add_typer(baseline_app, name="baseline")
+
 from crmguard.realtime.cli import watch_command  # noqa: E402  (command in its own module)
 
 app.command("watch")(watch_command)

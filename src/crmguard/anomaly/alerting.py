@@ -51,13 +51,15 @@ class Component:
             what = {"failed_logins": f"{value:,} failed sign-ins in {span}", "exports": f"{value:,} exports in {span}",
                     "export_rows": f"exported {value:,} rows in {span}", "bulk_jobs": f"{value:,} bulk jobs in {span}",
                     "objects": f"read {value:,} distinct objects in {span}"}.get(self.feature, f"{self.feature} = {value:,}")
-        own = "no own history (cold start)" if self.own_ref is None else f"own p99 is {self.own_ref:,.0f}"
+        own = ("no own history (cold start)" if self.own_ref is None
+               else "never in own history" if not self.own_ref else f"own p99 is {self.own_ref:,.0f}")
         return f"{what}; {own}; peer p99 ({peer_group}) is {self.peer_ref or 0:,.0f}"
 
 
-def find_anomalies(con: duckdb.DuckDBPyConnection, days: list[dt.date], settings: Settings = Settings()) -> list[Alert]:
+def find_anomalies(con: duckdb.DuckDBPyConnection, days: list[dt.date], settings: Settings | None = None) -> list[Alert]:
     """Score ``days`` (views ``hourly``, ``facts``, ``peers`` and ``events`` of ``con``) and return one
     alert per identity-day whose score reached ``settings.alert_score``, sorted by first_seen."""
+    settings = settings or Settings()
     score_days(con, days, settings)
     rows = con.execute(
         f"""SELECT identity, CAST(hour AS DATE) AS day, min(hour) FILTER (WHERE score >= {settings.alert_score}) AS first_hour,

@@ -197,9 +197,10 @@ def hour_scores_sql(components: str) -> str:
     SELECT *, volume_bits + fact_bits AS score FROM joined"""
 
 
-def score_days(con: duckdb.DuckDBPyConnection, days: list[dt.date], settings: Settings = Settings()) -> None:
+def score_days(con: duckdb.DuckDBPyConnection, days: list[dt.date], settings: Settings | None = None) -> None:
     """Fill temp tables ``components`` and ``hour_scores`` (see :func:`score_day_sql` and
     :func:`hour_scores_sql`) for ``days``, from views ``hourly``, ``facts`` and ``peers`` of ``con``."""
+    settings = settings or Settings()
     con.execute("CREATE OR REPLACE TEMP TABLE components (identity VARCHAR, hour TIMESTAMPTZ, kind VARCHAR, "
                 "feature VARCHAR, value VARCHAR, own_ref DOUBLE, peer_ref DOUBLE, bits DOUBLE)")
     for day in days:
