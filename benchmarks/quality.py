@@ -17,7 +17,13 @@ alerts with the ground truth in ``labels.json``.
   the alert's rule (with its base rules) on the events up to a cut-off time, bisected to the second
   (an alert is raised when its threshold is reached or its correlation fires, not at its first evidence).
 
-Run: ``.venv/bin/python benchmarks/quality.py [--seeds 5] [--users 120] [--days 5] [--json]``.
+Three detectors are measured on the same data: the **rules** alone, the behavioural **baselines** alone
+(``crmguard.anomaly``; an alert is raised when the identity's score crosses the threshold, its
+``fired_at``), and **both** (the union; time to detect is the earlier of the two). The org is simulated
+with ``--quiet-days`` of normal traffic before any campaign (the baselines' history) and every figure
+covers the days after them only; false alerts are also given per day per 10,000 active users.
+
+Run: ``.venv/bin/python benchmarks/quality.py [--seeds 5] [--users 300] [--days 14] [--quiet-days 7] [--json]``.
 ``--seeds`` is a count (seeds 1..N) or a comma-separated list. ``--workdir DIR`` keeps the simulated
 orgs and lakes (and reuses them on the next run with the same arguments).
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -37,6 +44,8 @@ from typing import Any
 
 import duckdb
 
+from crmguard.anomaly import RULE_ID as BASELINE_RULE
+from crmguard.anomaly.run import run_baselines
 from crmguard.detect import engine_connection
 from crmguard.engine.rules import Rule, load_rules
 from crmguard.engine.run import Alert, run_rules
@@ -72,6 +81,7 @@ class SeedResult:
 
     seed: int
     days: int
+    users: int
     events: int
     alerts: list[Alert]
     attributed: dict[str, str | None]
@@ -85,15 +95,15 @@ def _ts(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def prepare(seed: int, users: int, days: int, root: Path) -> tuple[Path, Path, dict[str, float]]:
+def prepare(seed: int, users: int, days: int, root: Path, quiet_days: int = 0) -> tuple[Path, Path, dict[str, float]]:
     """Simulate and ingest one seed under ``root`` (reused when already there); returns the lake
     folder, the labels file and the seconds each step took."""
-    base = root / f"seed{seed}-u{users}-d{days}"
+    base = root / f"seed{seed}-u{users}-d{days}-q{quiet_days}"
     sim, lake_dir, done = base / "sim", base / "lake", base / ".ingested"
     seconds: dict[str, float] = {}
     if not done.exists():
         t = time.perf_counter()
-        simulate(sim, users, days, seed, list(CAMPAIGNS))
+        simulate(sim, users, days, seed, list(CAMPAIGNS), quiet_days=quiet_days)
         seconds["simulate"] = time.perf_counter() - t
         t = time.perf_counter()
         summary = ingest([str(sim / "salesforce"), str(sim / "okta")], Lake(lake_dir))
@@ -172,11 +182,14 @@ def time_to_detect(
     return None if best is None else max(0.0, (best - truth.start).total_seconds())
 
 
-def evaluate_seed(seed: int, users: int, days: int, root: Path, rule_dirs: list[Path]) -> SeedResult:
-    """Simulate, ingest and detect one seed; attribute the alerts and time the detections."""
-    lake_dir, labels_path, seconds = prepare(seed, users, days, root)
+def evaluate_seed(seed: int, users: int, days: int, root: Path, rule_dirs: list[Path],
+                  quiet_days: int = 0) -> dict[str, SeedResult]:
+    """Simulate, ingest and detect one seed with the rules, the baselines and both; attribute the
+    alerts of the days after ``quiet_days`` and time the detections. Returns a result per mode."""
+    lake_dir, labels_path, seconds = prepare(seed, users, days, root, quiet_days)
     labels = json.loads(labels_path.read_text())
     truths = [CampaignTruth.from_label(c) for c in labels["campaigns"]]
+    window = _ts(labels["period"]["start"]) + dt.timedelta(days=quiet_days)
     rules = load_rules(rule_dirs)
     con = engine_connection(Lake(lake_dir))
     # The bisection re-runs rules many times: read the (small) lake into memory once.
@@ -184,21 +197,36 @@ def evaluate_seed(seed: int, users: int, days: int, root: Path, rule_dirs: list[
     con.execute("CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM events_mem")
     [(n_events,)] = con.execute("SELECT count(*) FROM events_mem").fetchall()
     t = time.perf_counter()
-    alerts = run_rules(con, rules)
+    rule_alerts = [a for a in run_rules(con, rules) if a.last_seen >= window]
     seconds["detect"] = time.perf_counter() - t
-    ev = evidence(con, alerts)
-    attributed = {a.id: attribute(a, truths, ev) for a in alerts}
-    detected, ttd = {}, {}
+    t = time.perf_counter()
+    shutil.rmtree(lake_dir / "baseline", ignore_errors=True)
+    base = run_baselines(con, Lake(lake_dir), None, since=window, directory=labels_path.parent / "org" / "snapshot.json")
+    seconds["baselines"] = time.perf_counter() - t
+    base_alerts = base.alerts
+    ev = evidence(con, rule_alerts + base_alerts)
+    names = {r.id: r.name for r in rules} | {BASELINE_RULE: "baseline (behaviour)"}
+    scored_days = days - quiet_days
+    ttd_rules: dict[str, float | None] = {}
+    ttd_base: dict[str, float | None] = {}
+    attributed = {a.id: attribute(a, truths, ev) for a in rule_alerts + base_alerts}
     t = time.perf_counter()
     for c in truths:
-        mine = [a for a in alerts if attributed[a.id] == c.name]
-        detected[c.name] = bool(mine)
-        ttd[c.name] = time_to_detect(con, c, mine, rules, ev) if mine else None
+        mine = [a for a in rule_alerts if attributed[a.id] == c.name]
+        ttd_rules[c.name] = time_to_detect(con, c, mine, rules, ev) if mine else None
+        fired = [_ts(str(a.context["fired_at"])) for a in base_alerts if attributed[a.id] == c.name]
+        ttd_base[c.name] = max(0.0, (min(fired) - c.start).total_seconds()) if fired else None
     seconds["time_to_detect"] = time.perf_counter() - t
     con.close()
-    return SeedResult(
-        seed, days, int(n_events), alerts, attributed, detected, ttd, {r.id: r.name for r in rules}, seconds
-    )
+
+    def result(alerts: list[Alert], ttd: dict[str, float | None]) -> SeedResult:
+        return SeedResult(seed, scored_days, users, int(n_events), alerts, {a.id: attributed[a.id] for a in alerts},
+                          {c.name: ttd[c.name] is not None for c in truths}, ttd, names, seconds)
+
+    both = {c.name: min((x for x in (ttd_rules[c.name], ttd_base[c.name]) if x is not None), default=None)
+            for c in truths}
+    return {"rules": result(rule_alerts, ttd_rules), "baselines": result(base_alerts, ttd_base),
+            "both": result(rule_alerts + base_alerts, both)}
 
 
 def summarise(results: list[SeedResult]) -> dict[str, Any]:
@@ -232,6 +260,7 @@ def summarise(results: list[SeedResult]) -> dict[str, Any]:
         "attributed_alerts": true,
         "precision": true / total if total else None,
         "false_alerts_per_day": (total - true) / days if days else None,
+        "false_alerts_per_day_per_10k_users": (total - true) / days / results[0].users * 10_000 if days else None,
         "recall": (
             sum(c["recall"] * c["seeds"] for c in campaigns.values() if c["recall"] is not None)
             / sum(c["seeds"] for c in campaigns.values())
@@ -242,7 +271,7 @@ def summarise(results: list[SeedResult]) -> dict[str, Any]:
         "rules": dict(sorted(rules.items())),
         "seconds": {
             k: round(sum(r.seconds.get(k, 0.0) for r in results), 1)
-            for k in ("simulate", "ingest", "detect", "time_to_detect")
+            for k in ("simulate", "ingest", "detect", "baselines", "time_to_detect")
         },
         "false_alerts": [
             {
@@ -269,12 +298,12 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def markdown(summary: dict[str, Any], users: int) -> str:
-    """The summary as Markdown tables."""
+def markdown(summary: dict[str, Any], users: int, mode: str = "rules") -> str:
+    """The summary of one mode as Markdown tables."""
     s = summary
     out = [
-        f"Seeds {', '.join(map(str, s['seeds']))}: {users} users × {s['days_per_seed']} days each, all four campaigns, "
-        f"{s['events']:,} events in all.",
+        f"**{mode}** — seeds {', '.join(map(str, s['seeds']))}: {users} users, {s['days_per_seed']} scored days each "
+        f"(after the quiet days), all four campaigns, {s['events']:,} events in all.",
         "",
         "| campaign | recall | attributed alerts | time to detect (median) | time to detect (max) |",
         "| --- | --- | --- | --- | --- |",
@@ -287,11 +316,12 @@ def markdown(summary: dict[str, Any], users: int) -> str:
     precision = "—" if s["precision"] is None else f"{s['precision']:.1%}"
     fapd = "—" if s["false_alerts_per_day"] is None else f"{s['false_alerts_per_day']:.2f}"
     recall = "—" if s["recall"] is None else f"{s['recall']:.0%}"
+    per10k = "—" if s["false_alerts_per_day_per_10k_users"] is None else f"{s['false_alerts_per_day_per_10k_users']:.2f}"
     out += [
         "",
-        "| alerts | attributable | precision | false alerts / day | recall (all campaigns) |",
-        "| --- | --- | --- | --- | --- |",
-        f"| {s['alerts']} | {s['attributed_alerts']} | {precision} | {fapd} | {recall} |",
+        "| alerts | attributable | precision | false alerts / day | false alerts / day / 10k users | recall (all campaigns) |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| {s['alerts']} | {s['attributed_alerts']} | {precision} | {fapd} | {per10k} | {recall} |",
         "",
         "| rule | alerts | attributable |",
         "| --- | --- | --- |",
@@ -315,20 +345,26 @@ def _seeds(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="5", help="how many seeds (1..N) or a comma-separated list")
-    parser.add_argument("--users", type=int, default=120)
-    parser.add_argument("--days", type=int, default=5)
+    parser.add_argument("--users", type=int, default=300)
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--quiet-days", type=int, default=7, help="days of normal traffic before the campaigns")
     parser.add_argument("--rules", type=Path, action="append", default=[], help="extra rule folder (repeatable)")
     parser.add_argument("--workdir", type=Path, help="keep simulated orgs and lakes here (reused when present)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="crmguard-quality-") as tmp:
         root = args.workdir or Path(tmp)
-        results = []
+        results: dict[str, list[SeedResult]] = {"rules": [], "baselines": [], "both": []}
         for seed in _seeds(args.seeds):
-            results.append(evaluate_seed(seed, args.users, args.days, root, args.rules))
-            print(f"seed {seed}: {len(results[-1].alerts)} alerts", file=sys.stderr)
-    summary = summarise(results)
-    print(json.dumps(summary, indent=2, default=str) if args.json else markdown(summary, args.users))
+            by_mode = evaluate_seed(seed, args.users, args.days, root, args.rules, args.quiet_days)
+            for mode, r in by_mode.items():
+                results[mode].append(r)
+            print(f"seed {seed}: " + ", ".join(f"{m} {len(r.alerts)} alerts" for m, r in by_mode.items()), file=sys.stderr)
+    summaries = {mode: summarise(rs) for mode, rs in results.items()}
+    if args.json:
+        print(json.dumps(summaries, indent=2, default=str))
+    else:
+        print("\n\n".join(markdown(s, args.users, mode) for mode, s in summaries.items()))
     return 0
 
 
