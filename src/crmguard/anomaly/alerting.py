@@ -58,13 +58,13 @@ class Component:
 
 def find_anomalies(con: duckdb.DuckDBPyConnection, days: list[dt.date], settings: Settings | None = None) -> list[Alert]:
     """Score ``days`` (views ``hourly``, ``facts``, ``peers`` and ``events`` of ``con``) and return one
-    alert per identity-day whose score reached ``settings.alert_score``, sorted by first_seen."""
+    alert per identity-day in which an hour alerted (see :class:`Settings`), sorted by first_seen."""
     settings = settings or Settings()
     score_days(con, days, settings)
     rows = con.execute(
-        f"""SELECT identity, CAST(hour AS DATE) AS day, min(hour) FILTER (WHERE score >= {settings.alert_score}) AS first_hour,
-            max(hour) FILTER (WHERE score >= {settings.alert_score}) AS last_hour, max(score) AS score
-        FROM hour_scores GROUP BY ALL HAVING max(score) >= {settings.alert_score} ORDER BY first_hour, identity"""
+        """SELECT identity, CAST(hour AS DATE) AS day, min(hour) FILTER (WHERE alerting) AS first_hour,
+            max(hour) FILTER (WHERE alerting) AS last_hour, max(score) AS score
+        FROM hour_scores GROUP BY ALL HAVING bool_or(alerting) ORDER BY first_hour, identity"""
     ).fetchall()
     alerts = []
     for identity, day, first_hour, last_hour, score in rows:
@@ -101,7 +101,8 @@ def _alert(con: duckdb.DuckDBPyConnection, identity: str, day: dt.date, first_ho
             list(DISTINCT app) FILTER (WHERE app IS NOT NULL)[1:10]
         FROM ({_identity_events_sql(identity, start, end)})""").fetchall()
     reasons = [c.text(group) for c in volume[:3]] + [c.text(group) for c in facts]
-    explanation = (f"{identity} scored {score:.1f} (threshold {settings.alert_score:g}): " + "; ".join(reasons[:1]) +
+    explanation = (f"{identity} scored {score:.1f} (alerts at {settings.alert_score:g} with "
+                   f"{settings.min_fact_bits:g} from new facts, or {settings.volume_alone_bits:g} from volume alone): " + "; ".join(reasons[:1]) +
                    ("" if len(reasons) < 2 else ". Also: " + " | ".join(reasons[1:])))
     key = f"{identity}|{day.isoformat()}"
     context: dict[str, Any] = {
@@ -143,22 +144,29 @@ def _measure_sql(feature: str) -> str | None:
 
 def _fired_at(con: duckdb.DuckDBPyConnection, identity: str, hour: dt.datetime, settings: Settings,
               comps: list[Component]) -> dt.datetime | None:
-    """When the score of ``identity`` first reached the threshold in ``hour``: the moment the facts
-    it needed had been seen and its strongest feature's running total reached the value that, with
-    those facts, makes the threshold (an upper bound when several features rose together)."""
+    """When ``identity`` first alerted in ``hour``: the moment the facts it needed had been seen and
+    its strongest feature's running total reached the value that, with those facts, alerts (an upper
+    bound when several features rose together)."""
     facts = sorted((c for c in comps if c.kind == "fact"), key=lambda c: c.hour)
     fact_times = _fact_times(con, identity, hour, facts)
     fact_bits = sum(c.bits for c in facts)
-    needed_facts_at = max(fact_times) if fact_times else None
     volume = [c for c in comps if c.kind != "fact" and c.hour == hour]
-    if fact_bits >= settings.alert_score or not volume:
-        return needed_facts_at
+    if fact_bits >= settings.min_fact_bits:
+        needed_facts_at = max(fact_times) if fact_times else None
+        if fact_bits >= settings.alert_score or not volume:
+            return needed_facts_at
+        need = settings.alert_score - fact_bits
+    else:
+        needed_facts_at = None
+        if not volume:
+            return hour
+        need = settings.volume_alone_bits
     best = volume[0]
     measure = _measure_sql(best.feature)
     if measure is None:
         return max(filter(None, [needed_facts_at, hour]))
     reference = float(best.value) / 2 ** best.bits
-    target = reference * 2 ** (settings.alert_score - fact_bits)
+    target = reference * 2 ** need
     start = hour if best.kind == "hour" else hour.replace(hour=0)
     [(at,)] = con.execute(
         f"""SELECT min(time) FROM (

@@ -59,7 +59,9 @@ def idmap_sql(relation: str) -> str:
             "AND username IS NOT NULL GROUP BY user_id")
 
 
-def _events_sql(start: dt.datetime, end: dt.datetime) -> str:
+def projection_sql(start: dt.datetime, end: dt.datetime) -> str:
+    """SELECT of the columns the features need, with ``identity`` and ``hour``, from view ``events``
+    joined to table ``idmap``, for events in [start, end)."""
     return f"""SELECT e.time, date_trunc('hour', e.time) AS hour, e.source, e.category, e.action, e.outcome,
         e.api_type, e.object, e.rows, e.src_ip, e.src_asn, e.src_country, e.app, e.user_agent,
         {identity_sql()} AS identity
@@ -68,12 +70,12 @@ def _events_sql(start: dt.datetime, end: dt.datetime) -> str:
       AND coalesce(e.username, e.user_id) IS NOT NULL"""
 
 
-def hourly_sql(start: dt.datetime, end: dt.datetime, pii_objects: tuple[str, ...] = PII_OBJECTS) -> str:
-    """SELECT of the hourly features ``(identity, hour, feature, value)`` of events in [start, end).
-    Needs table ``idmap`` (see :func:`idmap_sql`) and view ``events``."""
+def hourly_sql(relation: str, pii_objects: tuple[str, ...] = PII_OBJECTS) -> str:
+    """SELECT of the hourly features ``(identity, hour, feature, value)`` of the rows of ``relation``
+    (shaped by :func:`projection_sql`)."""
     reads = f"action IN {_in(READ_ACTIONS)}"
     return f"""
-    WITH ev AS MATERIALIZED ({_events_sql(start, end)}),
+    WITH ev AS (SELECT * FROM {relation}),
     per_source AS (
         SELECT identity, hour, source,
             count(DISTINCT object) FILTER ({reads} AND object IS NOT NULL) AS objects,
@@ -103,16 +105,16 @@ def hourly_sql(start: dt.datetime, end: dt.datetime, pii_objects: tuple[str, ...
     UNION ALL SELECT identity, hour, feature, CAST(value AS BIGINT) FROM object_rows WHERE value > 0"""
 
 
-def facts_sql(start: dt.datetime, end: dt.datetime) -> str:
-    """SELECT of the daily facts ``(identity, date, kind, value, first_time, last_time, n)`` of
-    successful events in [start, end). Needs table ``idmap`` and view ``events``."""
+def facts_sql(relation: str) -> str:
+    """SELECT of the daily facts ``(identity, date, kind, value, first_time, last_time, n)`` of the
+    successful events of ``relation`` (shaped by :func:`projection_sql`)."""
     return f"""
     SELECT identity, CAST(time AS DATE) AS date, kind, value, min(time) AS first_time, max(time) AS last_time,
         count(*) AS n
     FROM (
         UNPIVOT (SELECT identity, time, src_ip AS ip, CAST(src_asn AS VARCHAR) AS asn, src_country AS country, app,
                         user_agent
-                 FROM ({_events_sql(start, end)}) WHERE outcome IS DISTINCT FROM 'failure')
+                 FROM {relation} WHERE outcome IS DISTINCT FROM 'failure')
         ON ip, asn, country, app, user_agent INTO NAME kind VALUE value
     )
     GROUP BY ALL"""

@@ -15,7 +15,8 @@ the own p99, the peer p99 and the feature's floor (so an identity must exceed it
 its peers' before it counts); the hourly value and the day-to-date total are both tested. First-seen
 facts — an IP, ASN, country, connected app or user agent the identity has not used in the 30 days —
 add fixed weights (more when no identity in the org used it). The identity-hour's score is its
-largest deviation plus the facts of the day so far; at :data:`ALERT_SCORE` or above it is an anomaly.
+largest deviation plus the facts of the day so far; it is an anomaly at :data:`ALERT_SCORE` or above
+with at least :data:`MIN_FACT_BITS` of facts, or with a deviation of :data:`VOLUME_ALONE_BITS` alone.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from crmguard.sources.sql import sql_str
 HISTORY_DAYS = 30
 MIN_HISTORY_DAYS = 3
 QUANTILE = 0.99
-ALERT_SCORE = 4.5
+ALERT_SCORE = 4.0
+MIN_FACT_BITS = 1.5
+VOLUME_ALONE_BITS = 6.5
 
 FLOORS: dict[str, float] = {
     "rows:*": 500.0,
@@ -43,18 +46,27 @@ FLOORS: dict[str, float] = {
 """Scored features and the smallest reference each is judged against (a reference of a few rows
 would turn ordinary work into large deviations)."""
 
-FACT_WEIGHTS: dict[str, float] = {"asn": 1.0, "country": 1.0, "app": 1.0, "user_agent": 0.75, "ip": 0.25}
-ORG_NEW_BONUS: dict[str, float] = {"asn": 0.5, "country": 0.5, "app": 1.0, "user_agent": 0.5, "ip": 0.25}
+FACT_WEIGHTS: dict[str, float] = {"asn": 0.5, "country": 0.75, "app": 0.5, "user_agent": 0.25, "ip": 0.1}
+"""Bits of a value new to the identity but used by someone else in the org in the history (a colleague's
+tool, the office network of another site): weak evidence."""
+ORG_NEW_WEIGHTS: dict[str, float] = {"asn": 1.5, "country": 1.5, "app": 2.0, "user_agent": 1.25, "ip": 0.5}
+"""Bits of a value nobody in the org used in the history: attackers bring their own infrastructure
+(hosting ASNs, foreign exits, scripts, look-alike apps)."""
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Scoring knobs: history length, minimum own history, quantile, alert threshold."""
+    """Scoring knobs: history length, minimum own history, quantile, and when a score alerts: at
+    ``alert_score`` or more with at least ``min_fact_bits`` of first-seen facts, or on a volume
+    deviation of ``volume_alone_bits`` by itself (rare work in bulk — a yearly export, a migration —
+    is normal somewhere in every org; bulk work from never-seen infrastructure is not)."""
 
     history_days: int = HISTORY_DAYS
     min_history_days: int = MIN_HISTORY_DAYS
     quantile: float = QUANTILE
     alert_score: float = ALERT_SCORE
+    min_fact_bits: float = MIN_FACT_BITS
+    volume_alone_bits: float = VOLUME_ALONE_BITS
 
 
 def _floor_sql(feature: str = "feature") -> str:
@@ -162,7 +174,7 @@ def score_day_sql(day: dt.date, s: Settings) -> str:
     new_facts AS (
         SELECT f.identity, date_trunc('hour', f.first_time) AS hour, 'fact' AS kind, f.kind AS feature,
             f.value, NULL::DOUBLE AS own_ref, NULL::DOUBLE AS peer_ref,
-            {_weights_sql("f.kind")} + CASE WHEN ok.value IS NULL THEN {_weights_sql("f.kind", ORG_NEW_BONUS)} ELSE 0 END
+            CASE WHEN ok.value IS NULL THEN {_weights_sql("f.kind", ORG_NEW_WEIGHTS)} ELSE {_weights_sql("f.kind")} END
                 AS bits
         FROM facts f JOIN active a USING (identity)
         LEFT JOIN known k ON k.identity = f.identity AND k.kind = f.kind AND k.value = f.value
@@ -177,10 +189,11 @@ def _weights_sql(kind: str, weights: dict[str, float] = FACT_WEIGHTS) -> str:
     return "CASE " + " ".join(f"WHEN {kind} = '{sql_str(k)}' THEN {v}" for k, v in weights.items()) + " ELSE 0 END"
 
 
-def hour_scores_sql(components: str) -> str:
-    """SELECT of ``(identity, hour, volume_bits, fact_bits, score)`` from a components table: the
-    largest volume deviation of the hour plus the first-seen facts of the day up to the hour, each
-    fact kind counted once a day (a new app shows up as its name, id and client string: one fact)."""
+def hour_scores_sql(components: str, s: Settings) -> str:
+    """SELECT of ``(identity, hour, volume_bits, fact_bits, score, alerting)`` from a components
+    table: the largest volume deviation of the hour plus the first-seen facts of the day up to the
+    hour, each fact kind counted once a day (a new app shows up as its name, id and client string:
+    one fact), and whether that alerts under ``s``."""
     return f"""
     WITH vol AS (SELECT identity, hour, max(bits) AS volume_bits FROM {components} WHERE kind <> 'fact' GROUP BY ALL),
     fact_kind AS (
@@ -194,7 +207,10 @@ def hour_scores_sql(components: str) -> str:
             sum(coalesce(f.bits, 0)) OVER (PARTITION BY h.identity, CAST(h.hour AS DATE) ORDER BY h.hour) AS fact_bits
         FROM hours h LEFT JOIN vol v USING (identity, hour) LEFT JOIN fact f USING (identity, hour)
     )
-    SELECT *, volume_bits + fact_bits AS score FROM joined"""
+    SELECT *, volume_bits + fact_bits AS score,
+        (volume_bits + fact_bits >= {s.alert_score} AND fact_bits >= {s.min_fact_bits})
+            OR volume_bits >= {s.volume_alone_bits} AS alerting
+    FROM joined"""
 
 
 def score_days(con: duckdb.DuckDBPyConnection, days: list[dt.date], settings: Settings | None = None) -> None:
@@ -205,4 +221,4 @@ def score_days(con: duckdb.DuckDBPyConnection, days: list[dt.date], settings: Se
                 "feature VARCHAR, value VARCHAR, own_ref DOUBLE, peer_ref DOUBLE, bits DOUBLE)")
     for day in days:
         con.execute(f"INSERT INTO components {score_day_sql(day, settings)}")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE hour_scores AS {hour_scores_sql('components')}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE hour_scores AS {hour_scores_sql('components', settings)}")

@@ -32,13 +32,14 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crmguard.anomaly.features import FACT_COLUMNS, HOURLY_COLUMNS, facts_sql, hourly_sql, idmap_sql
+from crmguard.anomaly.features import FACT_COLUMNS, HOURLY_COLUMNS, facts_sql, hourly_sql, idmap_sql, projection_sql
 from crmguard.intel.db import IntelDB
 from crmguard.lake import Lake
 from crmguard.sources.sql import sql_str
 
-DAYS_PER_PASS = 7
-"""Days built per query: bounds memory on large lakes while keeping the number of scans low."""
+PASS_BYTES = 256 * 2**20
+"""Parquet bytes of lake files built per pass (whole days; at least one day): bounds memory on large
+lakes while keeping the number of passes low."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class BaselineStore:
         after each pass. Returns the :class:`UpdateResult`."""
         started = dt.datetime.now(dt.UTC)
         state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {"days": {}}
-        prints = self._fingerprints()
+        prints, sizes = self._fingerprints()
         dirty = sorted(d for d, f in prints.items() if full or state["days"].get(d) != f)
         dropped = sorted(set(state["days"]) - set(prints))
         self.root.mkdir(parents=True, exist_ok=True)
@@ -118,7 +119,7 @@ class BaselineStore:
         if dirty:
             self._update_idmap(con, dirty)
         self.register(con)
-        passes = [dirty[i:i + DAYS_PER_PASS] for i in range(0, len(dirty), DAYS_PER_PASS)]
+        passes = _passes(dirty, sizes)
         for n, days in enumerate(passes, 1):
             e, h, f = self._build(con, days, intel)
             events, hourly_rows, fact_rows = events + e, hourly_rows + h, fact_rows + f
@@ -135,13 +136,17 @@ class BaselineStore:
         seconds = (dt.datetime.now(dt.UTC) - started).total_seconds()
         return UpdateResult(tuple(dirty), tuple(dropped), len(prints) - len(dirty), events, hourly_rows, fact_rows, seconds)
 
-    def _fingerprints(self) -> dict[str, str]:
+    def _fingerprints(self) -> tuple[dict[str, str], dict[str, int]]:
+        """Per lake day: a fingerprint of its files (names and sizes) and their total bytes."""
         by_day: dict[str, list[str]] = {}
+        sizes: dict[str, int] = {}
         for path in self.lake.event_files():
             p = Path(path)
             day = p.parent.name.removeprefix("date=")
-            by_day.setdefault(day, []).append(f"{p.parent.parent.name}/{p.name}:{p.stat().st_size}")
-        return {d: hashlib.sha256("\n".join(sorted(v)).encode()).hexdigest()[:32] for d, v in by_day.items()}
+            size = p.stat().st_size
+            by_day.setdefault(day, []).append(f"{p.parent.parent.name}/{p.name}:{size}")
+            sizes[day] = sizes.get(day, 0) + size
+        return {d: hashlib.sha256("\n".join(sorted(v)).encode()).hexdigest()[:32] for d, v in by_day.items()}, sizes
 
     def _day_files(self, days: list[str]) -> list[str]:
         sources = {p.name.removeprefix("source=") for p in self.lake.events_dir.glob("source=*")}
@@ -166,11 +171,12 @@ class BaselineStore:
         con.execute(f"CREATE OR REPLACE TEMP VIEW day_files AS {self.lake.events_sql(self._day_files(days))}")
         source = intel.enrich_sql(con, "day_files") if intel is not None and not intel.empty else "SELECT * FROM day_files"
         con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {source}")
-        [(n_events,)] = con.execute("SELECT count(*) FROM day_files").fetchall()
+        con.execute(f"CREATE OR REPLACE TEMP TABLE day_events AS {projection_sql(start, end)}")
+        [(n_events,)] = con.execute("SELECT count(*) FROM day_events").fetchall()
         counts = []
         staging = self.root / f".staging-{uuid.uuid4().hex}"
-        for folder, sql, date_expr in (("hourly", hourly_sql(start, end), "CAST(hour AS DATE)"),
-                                       ("facts", facts_sql(start, end), "date")):
+        for folder, sql, date_expr in (("hourly", hourly_sql("day_events"), "CAST(hour AS DATE)"),
+                                       ("facts", facts_sql("day_events"), "date")):
             out = staging / folder
             out.parent.mkdir(parents=True, exist_ok=True)
             con.execute(f"COPY (SELECT *, {date_expr} AS day FROM ({sql})) TO '{sql_str(str(out))}' "
@@ -179,6 +185,7 @@ class BaselineStore:
             for d in days:
                 self._swap(out / f"day={d}", self.root / folder / f"date={d}")
         shutil.rmtree(staging, ignore_errors=True)
+        con.execute("DROP TABLE day_events")
         return int(n_events), counts[0], counts[1]
 
     @staticmethod
@@ -204,3 +211,18 @@ def _empty(columns: str) -> str:
     """A SELECT of no rows with ``columns`` (``"name TYPE, ..."``)."""
     parts = [c.strip().split(" ", 1) for c in columns.split(",")]
     return "SELECT " + ", ".join(f"NULL::{t} AS {n}" for n, t in parts) + " WHERE false"
+
+
+def _passes(days: list[str], sizes: dict[str, int], budget: int = PASS_BYTES) -> list[list[str]]:
+    """Split ``days`` (sorted) into runs of whole days of at most ``budget`` bytes each (a day larger
+    than the budget is a pass of its own)."""
+    passes: list[list[str]] = []
+    used = 0
+    for d in days:
+        if passes and used + sizes.get(d, 0) <= budget:
+            passes[-1].append(d)
+            used += sizes.get(d, 0)
+        else:
+            passes.append([d])
+            used = sizes.get(d, 0)
+    return passes
