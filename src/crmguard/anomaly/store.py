@@ -37,7 +37,7 @@ from crmguard.intel.db import IntelDB
 from crmguard.lake import Lake
 from crmguard.sources.sql import sql_str
 
-PASS_BYTES = 256 * 2**20
+PASS_BYTES = 64 * 2**20
 """Parquet bytes of lake files built per pass (whole days; at least one day): bounds memory on large
 lakes while keeping the number of passes low."""
 
