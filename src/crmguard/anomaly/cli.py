@@ -51,7 +51,7 @@ def update_command(
     with err.status("updating baselines"):
         result = run_baselines(con, lake_obj, None if no_alerts else ws.state, parse_when(since, "--since"),
                                parse_when(until, "--until"), directory=Path(directory) if directory else None,
-                               full=full, intel=intel)
+                               full=full, intel=intel, score=not no_alerts)
     u = result.update
     err.print(f"baselines: {len(u.rebuilt)} day(s) rebuilt from {u.events:,} events, {u.current} already current, "
               f"{len(u.dropped)} dropped; {u.hourly_rows:,} feature rows, {u.fact_rows:,} facts in {u.seconds:.1f} s")

@@ -79,10 +79,10 @@ def scorable_days(store: BaselineStore, settings: Settings, since: dt.datetime |
 
 def run_baselines(con: duckdb.DuckDBPyConnection, lake: Lake, state: Path | None, since: dt.datetime | None = None,
                   until: dt.datetime | None = None, settings: Settings | None = None, directory: Path | None = None,
-                  full: bool = False, intel: Any = None) -> BaselineResult:
-    """Update the baseline store of ``lake`` (peer groups from ``directory`` when given), score the
-    days in [since, until) (default: every day with enough history) and save the alerts in the SQLite
-    ``state`` database (not saved when ``state`` is None). ``con`` must have the lake's ``events``
+                  full: bool = False, intel: Any = None, score: bool = True) -> BaselineResult:
+    """Update the baseline store of ``lake`` (peer groups from ``directory`` when given), then unless
+    ``score`` is false score the days in [since, until) (default: every day with enough history) and
+    save the alerts in the SQLite ``state`` database (not saved when ``state`` is None). ``con`` must have the lake's ``events``
     view (see :func:`crmguard.detect.engine_connection`). Returns the :class:`BaselineResult`."""
     settings = settings or Settings()
     store = BaselineStore(lake)
@@ -92,7 +92,7 @@ def run_baselines(con: duckdb.DuckDBPyConnection, lake: Lake, state: Path | None
     update = store.update(con, full=full, intel=intel)
     con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {events_sql}")
     store.register(con)
-    days = scorable_days(store, settings, since, until)
+    days = scorable_days(store, settings, since, until) if score else []
     alerts = find_anomalies(con, days, settings) if days else []
     stored = StoreResult(0, 0, len(alerts), (), ())
     if state is not None:
