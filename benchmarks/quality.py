@@ -12,7 +12,9 @@ alerts with the ground truth in ``labels.json``.
 - **Recall** of a campaign: the share of seeds in which at least one alert is attributable to it.
 - **Precision**: attributable alerts / all alerts. **False alerts per day**: the other alerts divided by
   the simulated days.
-- **Time to detect**: from the campaign's first malicious event (labels ``start``) to the earliest moment
+- **Time to detect**: from the campaign's first malicious event (labels ``start``), and from its first
+  read of customer data (its earliest event, by the record keys in ``labels.json``, that returned rows),
+  to the earliest moment
   an attributable alert could have been raised by a detector running incrementally — found by re-running
   the alert's rule (with its base rules) on the events up to a cut-off time, bisected to the second
   (an alert is raised when its threshold is reached or its correlation fires, not at its first evidence).
@@ -87,6 +89,7 @@ class SeedResult:
     attributed: dict[str, str | None]
     detected: dict[str, bool]
     ttd: dict[str, float | None]
+    from_read: dict[str, float | None]
     rule_names: dict[str, str]
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -182,6 +185,25 @@ def time_to_detect(
     return None if best is None else max(0.0, (best - truth.start).total_seconds())
 
 
+READS = ("read", "query", "query_more", "list_view", "report_run", "export", "search")
+
+
+def first_read(con: duckdb.DuckDBPyConnection, label: dict[str, Any]) -> dt.datetime | None:
+    """When the campaign of ``label`` first read customer data: its earliest event (found by the
+    record keys ``labels.json`` lists) that returned rows."""
+    keys = sorted({k for values in label["event_keys"].values() for k in values})
+    if not keys:
+        return None
+    reads = ", ".join(f"'{a}'" for a in READS)
+    [(at,)] = con.execute(
+        f"""SELECT min(time) FROM events WHERE action IN ({reads}) AND rows > 0
+            AND time BETWEEN ? AND ? AND coalesce(json_extract_string(raw, '$.REQUEST_ID'),
+                json_extract_string(raw, '$.EventIdentifier'), json_extract_string(raw, '$.uuid')) IN
+                (SELECT unnest(?::VARCHAR[]))""",
+        [_ts(label["start"]), _ts(label["end"]), keys]).fetchall()
+    return at
+
+
 def evaluate_seed(seed: int, users: int, days: int, root: Path, rule_dirs: list[Path],
                   quiet_days: int = 0) -> dict[str, SeedResult]:
     """Simulate, ingest and detect one seed with the rules, the baselines and both; attribute the
@@ -209,6 +231,7 @@ def evaluate_seed(seed: int, users: int, days: int, root: Path, rule_dirs: list[
     scored_days = days - quiet_days
     ttd_rules: dict[str, float | None] = {}
     ttd_base: dict[str, float | None] = {}
+    first_reads = {c.name: first_read(con, label) for c, label in zip(truths, labels["campaigns"], strict=True)}
     attributed = {a.id: attribute(a, truths, ev) for a in rule_alerts + base_alerts}
     t = time.perf_counter()
     for c in truths:
@@ -220,8 +243,13 @@ def evaluate_seed(seed: int, users: int, days: int, root: Path, rule_dirs: list[
     con.close()
 
     def result(alerts: list[Alert], ttd: dict[str, float | None]) -> SeedResult:
+        from_read = {}
+        for c in truths:
+            read = first_reads[c.name]
+            at = None if ttd[c.name] is None else c.start + dt.timedelta(seconds=ttd[c.name])
+            from_read[c.name] = None if at is None or read is None else max(0.0, (at - read).total_seconds())
         return SeedResult(seed, scored_days, users, int(n_events), alerts, {a.id: attributed[a.id] for a in alerts},
-                          {c.name: ttd[c.name] is not None for c in truths}, ttd, names, seconds)
+                          {c.name: ttd[c.name] is not None for c in truths}, ttd, from_read, names, seconds)
 
     both = {c.name: min((x for x in (ttd_rules[c.name], ttd_base[c.name]) if x is not None), default=None)
             for c in truths}
@@ -235,6 +263,7 @@ def summarise(results: list[SeedResult]) -> dict[str, Any]:
     for name in CAMPAIGNS:
         seen = [r for r in results if name in r.detected]
         ttds = [r.ttd[name] for r in seen if r.ttd.get(name) is not None]
+        reads = [r.from_read[name] for r in seen if r.from_read.get(name) is not None]
         alerts = sum(1 for r in seen for a in r.alerts if r.attributed[a.id] == name)
         campaigns[name] = {
             "seeds": len(seen),
@@ -242,6 +271,8 @@ def summarise(results: list[SeedResult]) -> dict[str, Any]:
             "alerts": alerts,
             "ttd_median_s": statistics.median(ttds) if ttds else None,
             "ttd_max_s": max(ttds) if ttds else None,
+            "from_read_median_s": statistics.median(reads) if reads else None,
+            "from_read_max_s": max(reads) if reads else None,
         }
     total = sum(len(r.alerts) for r in results)
     true = sum(1 for r in results for a in r.alerts if r.attributed[a.id])
@@ -305,13 +336,14 @@ def markdown(summary: dict[str, Any], users: int, mode: str = "rules") -> str:
         f"**{mode}** — seeds {', '.join(map(str, s['seeds']))}: {users} users, {s['days_per_seed']} scored days each "
         f"(after the quiet days), all four campaigns, {s['events']:,} events in all.",
         "",
-        "| campaign | recall | attributed alerts | time to detect (median) | time to detect (max) |",
-        "| --- | --- | --- | --- | --- |",
+        "| campaign | recall | attributed alerts | time to detect (median) | (max) | after the first data read (median) | (max) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, c in s["campaigns"].items():
         recall = "—" if c["recall"] is None else f"{c['recall']:.0%}"
         out.append(
-            f"| {name} | {recall} | {c['alerts']} | {_duration(c['ttd_median_s'])} | {_duration(c['ttd_max_s'])} |"
+            f"| {name} | {recall} | {c['alerts']} | {_duration(c['ttd_median_s'])} | {_duration(c['ttd_max_s'])} | "
+            f"{_duration(c['from_read_median_s'])} | {_duration(c['from_read_max_s'])} |"
         )
     precision = "—" if s["precision"] is None else f"{s['precision']:.1%}"
     fapd = "—" if s["false_alerts_per_day"] is None else f"{s['false_alerts_per_day']:.2f}"
