@@ -119,3 +119,40 @@ def test_directory_files(tmp_path: Path) -> None:
     broken.write_text("{not json")
     with pytest.raises(BaselineError, match="snap.json: not a directory export"):
         read_directory(broken)
+
+
+def test_watch_raises_the_same_anomalies_as_a_batch_update(org: Path, tmp_path: Path) -> None:
+    """Day by day through `watch --baselines`, then one batch update: the same alerts (actor, day)."""
+    import shutil
+    import sqlite3
+
+    from crmguard.realtime.watch import Watcher, WatchOptions
+
+    inbox = tmp_path / "inbox"
+    watcher = Watcher(WatchOptions(lake=tmp_path / "lake", state=tmp_path / "state.db", spool=tmp_path / "spool",
+                                   inbox=inbox, baselines=True, baseline_every_s=0.0))
+    sim = org / "sim"
+    days = sorted(p.name for p in (sim / "salesforce" / "elf").iterdir())
+    try:
+        for day in days:
+            target = inbox / day
+            shutil.copytree(sim / "salesforce" / "elf" / day, target / "elf")
+            for path in [*(sim / "salesforce" / "rtem" / day).glob("*"), sim / "okta" / f"{day}.json",
+                         sim / "salesforce" / "audit" / f"{day}.json"]:
+                if path.exists():
+                    shutil.copy(path, target / f"{path.parent.name}-{path.name}")
+            assert watcher.step() is not None
+        assert watcher.step() is None
+    finally:
+        watcher.close()
+
+    def stored(db: Path) -> set[tuple[str, str]]:
+        with sqlite3.connect(db) as con:
+            return set(con.execute("SELECT actor, dedup_key FROM alerts WHERE rule_id = ?", (RULE_ID,)).fetchall())
+
+    streamed = stored(tmp_path / "state.db")
+    assert main(["baseline", "update", "--home", str(org / "home"), "--state", str(tmp_path / "batch.db")]) == EXIT_OK
+    batch = stored(tmp_path / "batch.db")
+    victims = {c["actors"][0]["username"].lower() for c in _labels(org)["campaigns"]}
+    assert victims <= {actor for actor, _ in batch}
+    assert streamed == batch

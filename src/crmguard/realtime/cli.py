@@ -59,6 +59,10 @@ def watch_command(
     rules: Annotated[Optional[list[str]], typer.Option("--rules", help="Folder of extra Sigma rules (repeatable).")] = None,
     sinks: Annotated[Optional[str], typer.Option("--sinks", help="Sinks config to deliver alerts with (default: <home>/sinks.yml when it exists).")] = None,
     once: Annotated[bool, typer.Option("--once", help="Process what is waiting (inbox, spool, new lake files), then exit.")] = False,
+    baselines: Annotated[bool, typer.Option("--baselines", help="Also update the behavioural baselines and raise their "
+                                            "anomalies after new events (see `crmguard baseline update`).")] = False,
+    baseline_every: Annotated[float, typer.Option("--baseline-every", help="Seconds between baseline updates "
+                                                  "(events arriving meanwhile wait for the next one).", min=0.0)] = 60.0,
 ) -> int:
     """Detect in real time: ingest log files dropped into --inbox and events POSTed to --listen in
     micro-batches, run the rules incrementally, store and deliver alerts; crash-safe (restart
@@ -81,7 +85,7 @@ def watch_command(
         sinks_config = load_config(sinks_path)
     options = WatchOptions(lake=ws.lake, state=ws.state, spool=ws.home / "spool", inbox=Path(inbox) if inbox else None,
                            interval_s=interval, status_every_s=status_every, rule_dirs=[Path(r) for r in rules or []],
-                           intel_dir=ws.intel, sinks=sinks_config)
+                           intel_dir=ws.intel, sinks=sinks_config, baselines=baselines, baseline_every_s=baseline_every)
     if options.inbox is not None:
         options.inbox.mkdir(parents=True, exist_ok=True)
     watcher = Watcher(options, log=lambda line: err.print(line, markup=False, highlight=False, soft_wrap=True))

@@ -118,10 +118,27 @@ class Progress:
             )
         return cur.rowcount
 
-    def commit(self, batch_id: int, record: BatchRecord, files: list[str], inputs: list[SpoolFile]) -> None:
-        """Record batch ``batch_id`` done: its lake files, its spool inputs, the new watermark and
-        its statistics, in one transaction."""
+    def baseline_pending(self) -> dt.date | None:
+        """The earliest day with events the behavioural baselines have not scored yet, or None."""
+        rows = self.db.execute("SELECT value FROM watch_state WHERE key = 'baseline_from'").fetchall()
+        return dt.date.fromisoformat(rows[0][0]) if rows else None
+
+    def baseline_done(self, since: dt.date) -> None:
+        """Record that the baselines scored every day from ``since`` on (a later batch's pending day
+        is kept)."""
         with self.db:
+            self.db.execute("DELETE FROM watch_state WHERE key = 'baseline_from' AND value >= ?", (since.isoformat(),))
+
+    def commit(self, batch_id: int, record: BatchRecord, files: list[str], inputs: list[SpoolFile],
+               baseline_from: dt.date | None = None) -> None:
+        """Record batch ``batch_id`` done: its lake files, its spool inputs, the new watermark, its
+        statistics and (``baseline_from``) the earliest day the baselines must re-score, in one
+        transaction."""
+        with self.db:
+            if baseline_from is not None:
+                old = self.baseline_pending()
+                day = baseline_from if old is None else min(old, baseline_from)
+                self.db.execute("INSERT OR REPLACE INTO watch_state VALUES ('baseline_from', ?)", (day.isoformat(),))
             self.db.executemany("INSERT OR IGNORE INTO watch_files VALUES (?, ?)", [(f, batch_id) for f in files])
             self.db.executemany(
                 "INSERT OR IGNORE INTO watch_receipts VALUES (?, ?, ?, ?, ?)",

@@ -62,6 +62,8 @@ class WatchOptions:
     max_batch_bytes: int = 256 << 20
     inbox_min_age_s: float = 0.0
     stuck_after_s: float = 60.0
+    baselines: bool = False
+    baseline_every_s: float = 60.0
 
 
 def _kill_point(stage: str, batch: int) -> None:
@@ -89,6 +91,7 @@ class Watcher:
         self.delivered = threading.Event()
         self._recovered = False
         self._steps = 0
+        self._baseline_at = 0.0
 
     # --- start-up ------------------------------------------------------------------------------
 
@@ -117,6 +120,7 @@ class Watcher:
         inputs = self.spool.pending(self.options.max_batch_bytes)
         unseen = [f for f in self.lake.event_files() if f not in self.processed]
         if not inputs and not unseen:
+            self._baselines_if_due()
             self._refresh_gauges()
             return None
         batch_id = self.progress.next_batch()
@@ -140,8 +144,10 @@ class Watcher:
 
             enqueue(self.options.state, saved_ids, self.options.sinks)  # type: ignore[arg-type]
         record.done = time.time()
-        self.progress.commit(batch_id, record, new_files, inputs)
+        pending = new.min_time.astimezone(dt.UTC).date() if self.options.baselines and new.min_time is not None else None
+        self.progress.commit(batch_id, record, new_files, inputs, baseline_from=pending)
         _kill_point("committed", self._steps)
+        self._baselines_if_due()
         self.processed.update(new_files)
         self.spool.remove(inputs)
         lag = max((record.done - f.arrived for f in inputs), default=0.0)
@@ -209,6 +215,44 @@ class Watcher:
         record.alerts, record.created, record.updated = len(alerts), result.created, result.updated
         return [a.id for a in alerts]
 
+    def _baselines_if_due(self, force: bool = False) -> None:
+        """Run the baselines when some day waits to be re-scored and ``baseline_every_s`` has passed
+        since the last run (or ``force``); hand their alerts to the sinks."""
+        if not self.options.baselines:
+            return
+        pending = self.progress.baseline_pending()
+        if pending is None or (not force and time.monotonic() - self._baseline_at < self.options.baseline_every_s):
+            return
+        ids = self._baselines(pending)
+        if ids and self.options.sinks is not None:
+            from crmguard.sinks.outbox import enqueue
+
+            enqueue(self.options.state, ids, self.options.sinks)  # type: ignore[arg-type]
+            self.delivered.set()
+
+    def _baselines(self, pending: dt.date) -> list[str]:
+        """Update the behavioural baselines (the days whose lake files changed), re-score every day
+        from ``pending`` on and store the anomalies; returns their ids. The pending day is persisted
+        with the batch that brought the events and cleared only after the alerts are stored, and
+        baseline alert ids depend on identity and day only: a crash anywhere loses nothing and a
+        re-run stores nothing twice."""
+        from crmguard.anomaly.run import run_baselines
+        from crmguard.detect import engine_connection
+        from crmguard.intel import load
+
+        since = dt.datetime.combine(pending, dt.time(), dt.UTC)
+        intel = load(self.options.intel_dir) if self.options.intel_dir is not None and self.options.intel_dir.exists() else None
+        con = engine_connection(self.lake, self.options.intel_dir)
+        try:
+            result = run_baselines(con, self.lake, self.options.state, since=since, intel=intel)
+        finally:
+            con.close()
+        self.progress.baseline_done(pending)
+        self._baseline_at = time.monotonic()
+        if result.stored.created:
+            self.log(f"watch: {result.stored.created} new baseline anomal{'y' if result.stored.created == 1 else 'ies'}")
+        return [a.id for a in result.alerts]
+
     def health(self) -> tuple[bool, dict[str, object]]:
         """(healthy, status document): unhealthy when the loop has not come round for
         ``stuck_after_s`` seconds (a batch hangs, or the loop died)."""
@@ -270,6 +314,8 @@ class Watcher:
             pause = self.options.interval_s - (time.monotonic() - began)
             if pause > 0:
                 stop.wait(pause)
+        if once:
+            self._baselines_if_due(force=True)
         if once and self.options.sinks is not None:
             self._deliver_once()
         if deliverer is not None:
