@@ -102,6 +102,7 @@ def test_show_prints_normal_and_recent_behaviour(org: Path, capsys: pytest.Captu
     assert shown["identity"] == who.lower() and shown["active_days"] >= 3
     assert {r["kind"] for r in shown["known"]} >= {"ip", "user_agent"}
     assert any(r["feature"].startswith("rows:") for r in shown["normal"])
+    assert sum(shown["channel_share"].values()) == pytest.approx(1.0, abs=0.01)
     assert main(["baseline", "show", "nobody@example.com", "--home", home]) != EXIT_OK
     assert "no baseline for 'nobody@example.com'" in capsys.readouterr().err
 

@@ -23,7 +23,8 @@ from crmguard.sources.sql import sql_str
 RULE_ID = "crmguard-baseline-behaviour"
 """The ``rule_id`` of baseline alerts (route or filter them like a rule)."""
 
-_FACT_NAMES = {"ip": "IP address", "asn": "ASN", "country": "country", "app": "connected app", "user_agent": "user agent"}
+_FACT_NAMES = {"ip": "IP address", "asn": "ASN", "country": "country", "app": "connected app", "user_agent": "user agent",
+               "channel": "channel", "hour": "hour of day (UTC)"}
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,8 @@ def show_command(
         return 0
     out.print(f"[bold]{p['identity']}[/bold] — peer group {p['peer_group'] or '(none: no directory loaded)'}; "
               f"{p['active_hours']} active hours on {p['active_days']} days since {p['history_from']:%Y-%m-%d %H:%M}Z")
+    share = p["channel_share"]
+    out.print(f"data access by channel: API {share['api']:.0%}, UI {share['ui']:.0%}, reports {share['report']:.0%}")
     normal = Table(title="normal (per active hour)")
     for col in ("feature", "own p99", "own max", "hours with it"):
         normal.add_column(col, justify="right" if col != "feature" else "left")

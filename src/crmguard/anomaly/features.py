@@ -19,7 +19,8 @@ or the user id where no event names the user):
   ``ApiEvent``), so each figure is computed per source and the largest source's figure is kept:
   one call never counts twice.
 - **facts** ``(identity, date, kind, value, first_time, last_time, n)``: every IP, ASN, country,
-  connected app and user agent an identity used successfully that day, for first-seen tests.
+  connected app, user agent, channel (API, bulk API, UI, reports) and UTC hour of day an identity
+  used successfully that day, for first-seen tests (an hour never used is the identity's off-hours).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ PII_OBJECTS: tuple[str, ...] = ("Contact", "Account", "Lead", "Case")
 READ_ACTIONS: tuple[str, ...] = ("read", "query", "query_more", "list_view", "report_run", "export", "search")
 """Actions that return records to the actor."""
 
-FACT_KINDS: tuple[str, ...] = ("ip", "asn", "country", "app", "user_agent")
+FACT_KINDS: tuple[str, ...] = ("ip", "asn", "country", "app", "user_agent", "channel", "hour")
 
 HOURLY_COLUMNS = "identity VARCHAR, hour TIMESTAMPTZ, feature VARCHAR, value BIGINT"
 FACT_COLUMNS = ("identity VARCHAR, date DATE, kind VARCHAR, value VARCHAR, first_time TIMESTAMPTZ, last_time TIMESTAMPTZ, "
@@ -107,14 +108,23 @@ def hourly_sql(relation: str, pii_objects: tuple[str, ...] = PII_OBJECTS) -> str
 
 def facts_sql(relation: str) -> str:
     """SELECT of the daily facts ``(identity, date, kind, value, first_time, last_time, n)`` of the
-    successful events of ``relation`` (shaped by :func:`projection_sql`)."""
+    successful events of ``relation`` (shaped by :func:`projection_sql`). Kinds: ``ip``, ``asn``,
+    ``country``, ``app``, ``user_agent``, ``channel`` (``api``, ``bulk``, ``ui`` or ``report``: how the
+    identity reached the data) and ``hour`` (the UTC hour of day it was active)."""
+    reads = f"action IN {_in(READ_ACTIONS)}"
     return f"""
-    SELECT identity, CAST(time AS DATE) AS date, kind, value, min(time) AS first_time, max(time) AS last_time,
-        count(*) AS n
-    FROM (
-        UNPIVOT (SELECT identity, time, src_ip AS ip, CAST(src_asn AS VARCHAR) AS asn, src_country AS country, app,
-                        user_agent
-                 FROM {relation} WHERE outcome IS DISTINCT FROM 'failure')
-        ON ip, asn, country, app, user_agent INTO NAME kind VALUE value
+    WITH pre AS (
+        SELECT identity, CAST(time AS DATE) AS date, src_ip AS ip, CAST(src_asn AS VARCHAR) AS asn,
+            src_country AS country, app, user_agent,
+            CASE WHEN api_type ILIKE 'bulk%' THEN 'bulk'
+                 WHEN action IN ('report_run', 'export') THEN 'report'
+                 WHEN {reads} AND api_type IS NOT NULL AND api_type NOT IN ('UI', 'Report') THEN 'api'
+                 WHEN action IN ('view', 'list_view') OR api_type = 'UI' THEN 'ui' END AS channel,
+            strftime(time, '%H') AS hour,
+            min(time) AS first_time, max(time) AS last_time, count(*) AS n
+        FROM {relation} WHERE outcome IS DISTINCT FROM 'failure'
+        GROUP BY ALL
     )
+    SELECT identity, date, kind, value, min(first_time) AS first_time, max(last_time) AS last_time, sum(n) AS n
+    FROM (UNPIVOT pre ON {", ".join(FACT_KINDS)} INTO NAME kind VALUE value)
     GROUP BY ALL"""

@@ -112,8 +112,9 @@ def _view_sql(con: duckdb.DuckDBPyConnection, name: str) -> str:
 def profile(con: duckdb.DuckDBPyConnection, store: BaselineStore, identity: str, days: int = 30,
             recent_hours: int = 24, settings: Settings | None = None) -> dict[str, Any]:
     """An identity's normal and recent behaviour: per scored feature its own p99 per active hour over
-    the ``days`` before its last ``recent_hours``, the IPs, ASNs, countries, apps and user agents it
-    used then, and the hourly features of the last ``recent_hours``. Raises :class:`BaselineError` when the
+    the ``days`` before its last ``recent_hours``, its API / UI / report shares, the IPs, ASNs,
+    countries, apps, user agents, channels and hours it used then, and the hourly features of the last
+    ``recent_hours``. Raises :class:`BaselineError` when the
     store holds nothing for ``identity``."""
     settings = settings or Settings()
     store.register(con)
@@ -139,12 +140,17 @@ def profile(con: duckdb.DuckDBPyConnection, store: BaselineStore, identity: str,
         """SELECT kind, count(DISTINCT value), list(DISTINCT value ORDER BY value)[1:5], min(first_time)
         FROM facts WHERE identity = ? AND first_time >= ? AND first_time <= ? GROUP BY kind ORDER BY kind""",
         [who, start, cut]).fetchall()
+    channels = dict(con.execute(
+        "SELECT feature, sum(value) FROM hourly WHERE identity = ? AND hour >= ? AND hour <= ? "
+        "AND feature IN ('api', 'ui', 'report') GROUP BY feature", [who, start, cut]).fetchall())
+    total = sum(channels.values()) or 1
     recent = con.execute(
         "SELECT hour, feature, value FROM hourly WHERE identity = ? AND hour > ? ORDER BY hour, feature",
         [who, cut]).fetchall()
     return {
         "identity": who, "peer_group": group, "history_from": start, "last_active_hour": last,
         "active_hours": int(hours), "active_days": int(active_days),
+        "channel_share": {k: round(channels.get(k, 0) / total, 3) for k in ("api", "ui", "report")},
         "normal": [{"feature": f, "own_hour_p99": p, "own_hour_max": m, "hours_with": n} for f, p, m, n in normal],
         "known": [{"kind": k, "distinct": n, "examples": ex, "first_seen": fs} for k, n, ex, fs in known],
         "recent": [{"hour": h, "feature": f, "value": v} for h, f, v in recent],

@@ -46,10 +46,12 @@ FLOORS: dict[str, float] = {
 """Scored features and the smallest reference each is judged against (a reference of a few rows
 would turn ordinary work into large deviations)."""
 
-FACT_WEIGHTS: dict[str, float] = {"asn": 0.5, "country": 0.75, "app": 0.5, "user_agent": 0.25, "ip": 0.1}
+FACT_WEIGHTS: dict[str, float] = {"asn": 0.5, "country": 0.75, "app": 0.5, "user_agent": 0.25, "ip": 0.1,
+                                  "channel": 0.5, "hour": 0.5}
 """Bits of a value new to the identity but used by someone else in the org in the history (a colleague's
 tool, the office network of another site): weak evidence."""
-ORG_NEW_WEIGHTS: dict[str, float] = {"asn": 1.5, "country": 1.5, "app": 2.0, "user_agent": 1.25, "ip": 0.5}
+ORG_NEW_WEIGHTS: dict[str, float] = {"asn": 1.5, "country": 1.5, "app": 2.0, "user_agent": 1.25, "ip": 0.5,
+                                     "channel": 1.0, "hour": 0.5}
 """Bits of a value nobody in the org used in the history: attackers bring their own infrastructure
 (hosting ASNs, foreign exits, scripts, look-alike apps)."""
 
@@ -149,21 +151,22 @@ def score_day_sql(day: dt.date, s: Settings) -> str:
     ),
     volume AS (
         SELECT c.identity, c.hour, c.feature, c.value, c.day_value,
-            coalesce(o.q_hour, 0) AS own_hour, coalesce(od.q_day, 0) AS own_day,
+            CASE WHEN a.days >= {s.min_history_days} THEN coalesce(o.q_hour, 0) END AS own_hour,
+            CASE WHEN a.days >= {s.min_history_days} THEN coalesce(od.q_day, 0) END AS own_day,
             coalesce(p.q_hour, 0) AS peer_hour, coalesce(pd.q_day, 0) AS peer_day,
             {_floor_sql("c.feature")} AS floor
-        FROM cur_scored c JOIN groups g USING (identity)
+        FROM cur_scored c JOIN groups g USING (identity) LEFT JOIN active a USING (identity)
         LEFT JOIN own o USING (identity, feature) LEFT JOIN own_day od USING (identity, feature)
         LEFT JOIN peer p ON p.grp = g.grp AND p.feature = c.feature
         LEFT JOIN peer_day pd ON pd.grp = g.grp AND pd.feature = c.feature
     ),
     components AS (
         SELECT identity, hour, 'hour' AS kind, feature, CAST(value AS VARCHAR) AS value, own_hour AS own_ref,
-            peer_hour AS peer_ref, log2(value / greatest(own_hour, peer_hour, floor)) AS bits
+            peer_hour AS peer_ref, log2(value / greatest(coalesce(own_hour, 0), peer_hour, floor)) AS bits
         FROM volume
         UNION ALL
         SELECT identity, hour, 'day', feature, CAST(day_value AS VARCHAR), own_day, peer_day,
-            log2(day_value / greatest(own_day, peer_day, floor))
+            log2(day_value / greatest(coalesce(own_day, 0), peer_day, floor))
         FROM volume
     ),
     known AS (
