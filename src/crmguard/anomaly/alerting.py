@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 
 from crmguard.anomaly.features import PII_OBJECTS, READ_ACTIONS
-from crmguard.anomaly.score import Settings, score_days
+from crmguard.anomaly.score import INFRASTRUCTURE, Settings, score_days
 from crmguard.engine.run import EVIDENCE_LIMIT, Alert
 from crmguard.sources.sql import sql_str
 
@@ -103,7 +103,7 @@ def _alert(con: duckdb.DuckDBPyConnection, identity: str, day: dt.date, first_ho
         FROM ({_identity_events_sql(identity, start, end)})""").fetchall()
     reasons = [c.text(group) for c in volume[:3]] + [c.text(group) for c in facts]
     explanation = (f"{identity} scored {score:.1f} (alerts at {settings.alert_score:g} with "
-                   f"{settings.min_fact_bits:g} from new facts, or {settings.volume_alone_bits:g} from volume alone): " + "; ".join(reasons[:1]) +
+                   f"{settings.min_fact_bits:g} from new infrastructure, or {settings.volume_alone_bits:g} from volume alone): " + "; ".join(reasons[:1]) +
                    ("" if len(reasons) < 2 else ". Also: " + " | ".join(reasons[1:])))
     key = f"{identity}|{day.isoformat()}"
     context: dict[str, Any] = {
@@ -151,8 +151,9 @@ def _fired_at(con: duckdb.DuckDBPyConnection, identity: str, hour: dt.datetime, 
     facts = sorted((c for c in comps if c.kind == "fact"), key=lambda c: c.hour)
     fact_times = _fact_times(con, identity, hour, facts)
     fact_bits = sum(c.bits for c in facts)
+    infra_bits = sum(c.bits for c in facts if c.feature in INFRASTRUCTURE)
     volume = [c for c in comps if c.kind != "fact" and c.hour == hour]
-    if fact_bits >= settings.min_fact_bits:
+    if infra_bits >= settings.min_fact_bits:
         needed_facts_at = max(fact_times) if fact_times else None
         if fact_bits >= settings.alert_score or not volume:
             return needed_facts_at

@@ -16,7 +16,8 @@ its peers' before it counts); the hourly value and the day-to-date total are bot
 facts — an IP, ASN, country, connected app or user agent the identity has not used in the 30 days —
 add fixed weights (more when no identity in the org used it). The identity-hour's score is its
 largest deviation plus the facts of the day so far; it is an anomaly at :data:`ALERT_SCORE` or above
-with at least :data:`MIN_FACT_BITS` of facts, or with a deviation of :data:`VOLUME_ALONE_BITS` alone.
+with at least :data:`MIN_FACT_BITS` of them from new infrastructure (:data:`INFRASTRUCTURE`), or with a
+deviation of :data:`VOLUME_ALONE_BITS` alone.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from crmguard.sources.sql import sql_str
 HISTORY_DAYS = 30
 MIN_HISTORY_DAYS = 3
 QUANTILE = 0.99
+INFRASTRUCTURE: tuple[str, ...] = ("ip", "asn", "country", "app", "user_agent")
+"""Fact kinds that say where from and with what the identity worked; only they open the alert gate
+(a first API use or a first early-morning hour adds to the score but is no one's new infrastructure)."""
 ALERT_SCORE = 4.0
 MIN_FACT_BITS = 1.5
 VOLUME_ALONE_BITS = 6.5
@@ -59,7 +63,7 @@ ORG_NEW_WEIGHTS: dict[str, float] = {"asn": 1.5, "country": 1.5, "app": 2.0, "us
 @dataclass(frozen=True)
 class Settings:
     """Scoring knobs: history length, minimum own history, quantile, and when a score alerts: at
-    ``alert_score`` or more with at least ``min_fact_bits`` of first-seen facts, or on a volume
+    ``alert_score`` or more with at least ``min_fact_bits`` of first-seen infrastructure, or on a volume
     deviation of ``volume_alone_bits`` by itself (rare work in bulk — a yearly export, a migration —
     is normal somewhere in every org; bulk work from never-seen infrastructure is not)."""
 
@@ -193,25 +197,30 @@ def _weights_sql(kind: str, weights: dict[str, float] = FACT_WEIGHTS) -> str:
 
 
 def hour_scores_sql(components: str, s: Settings) -> str:
-    """SELECT of ``(identity, hour, volume_bits, fact_bits, score, alerting)`` from a components
+    """SELECT of ``(identity, hour, volume_bits, fact_bits, infra_bits, score, alerting)`` from a components
     table: the largest volume deviation of the hour plus the first-seen facts of the day up to the
     hour, each fact kind counted once a day (a new app shows up as its name, id and client string:
     one fact), and whether that alerts under ``s``."""
     return f"""
     WITH vol AS (SELECT identity, hour, max(bits) AS volume_bits FROM {components} WHERE kind <> 'fact' GROUP BY ALL),
     fact_kind AS (
-        SELECT identity, min(hour) AS hour, max(bits) AS bits FROM {components} WHERE kind = 'fact'
+        SELECT identity, min(hour) AS hour, max(bits) AS bits,
+            feature IN ({", ".join(f"'{k}'" for k in INFRASTRUCTURE)}) AS infra
+        FROM {components} WHERE kind = 'fact'
         GROUP BY identity, CAST(hour AS DATE), feature
     ),
-    fact AS (SELECT identity, hour, sum(bits) AS bits FROM fact_kind GROUP BY ALL),
+    fact AS (SELECT identity, hour, sum(bits) AS bits, sum(bits) FILTER (WHERE infra) AS infra_bits
+             FROM fact_kind GROUP BY ALL),
     hours AS (SELECT identity, hour FROM vol UNION SELECT identity, hour FROM fact),
     joined AS (
         SELECT h.identity, h.hour, coalesce(v.volume_bits, 0) AS volume_bits,
-            sum(coalesce(f.bits, 0)) OVER (PARTITION BY h.identity, CAST(h.hour AS DATE) ORDER BY h.hour) AS fact_bits
+            sum(coalesce(f.bits, 0)) OVER day_so_far AS fact_bits,
+            sum(coalesce(f.infra_bits, 0)) OVER day_so_far AS infra_bits
         FROM hours h LEFT JOIN vol v USING (identity, hour) LEFT JOIN fact f USING (identity, hour)
+        WINDOW day_so_far AS (PARTITION BY h.identity, CAST(h.hour AS DATE) ORDER BY h.hour)
     )
     SELECT *, volume_bits + fact_bits AS score,
-        (volume_bits + fact_bits >= {s.alert_score} AND fact_bits >= {s.min_fact_bits})
+        (volume_bits + fact_bits >= {s.alert_score} AND infra_bits >= {s.min_fact_bits})
             OR volume_bits >= {s.volume_alone_bits} AS alerting
     FROM joined"""
 
