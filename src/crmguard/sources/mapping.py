@@ -25,7 +25,10 @@ class SourceMapping:
 
     Besides schema columns, ``build`` returns ``_time_raw`` (the raw text the time came from) and
     ``_time_field`` (its field name as a SQL string literal expression), used to explain a
-    quarantined record whose timestamp is impossible.
+    quarantined record whose timestamp is impossible. Entries named ``__<name>`` are *lets*:
+    intermediate values computed once per record (in insertion order, each may use the ones before)
+    that the other expressions refer to by name, e.g. an event type derived with regexes and used in
+    twenty CASE branches.
     """
 
     source: str
@@ -61,6 +64,19 @@ def json_field(column: str) -> Field:
     return field
 
 
+def split_lets(exprs: dict[str, str]) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Split a mapping's expressions into its lets (``__<name>`` entries, in order) and the rest."""
+    lets = [(k, v) for k, v in exprs.items() if k.startswith("__")]
+    return lets, {k: v for k, v in exprs.items() if not k.startswith("__")}
+
+
+def with_lets(relation: str, lets: list[tuple[str, str]]) -> str:
+    """Wrap ``relation`` (a parenthesised subquery or table) so each let becomes a column, computed once."""
+    for name, expr in lets:
+        relation = f"(SELECT *, {expr} AS {name} FROM {relation})"
+    return relation
+
+
 def first(*exprs: str) -> str:
     """SQL ``coalesce`` of ``exprs`` (the first non-null)."""
     return exprs[0] if len(exprs) == 1 else "coalesce(" + ", ".join(exprs) + ")"
@@ -80,14 +96,14 @@ def select_list(exprs: dict[str, str]) -> str:
     return ",\n  ".join(items)
 
 
-def json_select(mapping: SourceMapping, root: str) -> tuple[str, str]:
+def json_select(mapping: SourceMapping, root: str) -> tuple[str, list[tuple[str, str]], str]:
     """Plan a JSON mapping so each record is parsed once.
 
-    Returns ``(extraction, select)``: ``extraction`` is a SELECT item that pulls every field the
-    mapping reads out of JSON expression ``root`` in one call (into list ``__f``); ``select`` is
-    the schema select list reading from ``__f``. Separate ``json_extract_string`` calls per field
-    would re-parse the record dozens of times, which is slow and, for records of 100 kB, costly
-    in memory.
+    Returns ``(extraction, lets, select)``: ``extraction`` is a SELECT item that pulls every field
+    the mapping reads out of JSON expression ``root`` in one call (into list ``__f``); ``lets`` the mapping's intermediate values (apply them with
+    :func:`with_lets`); ``select`` the schema select list. Separate ``json_extract_string`` calls per
+    field would re-parse the record dozens of times, which is slow and, for records of 100 kB,
+    costly in memory.
     """
     paths: list[str] = []
 
@@ -96,6 +112,7 @@ def json_select(mapping: SourceMapping, root: str) -> tuple[str, str]:
             paths.append(path)
         return f"blank_null(__f[{paths.index(path) + 1}])"
 
-    select = select_list(mapping.build(field))
+    lets, exprs = split_lets(mapping.build(field))
+    select = select_list(exprs)
     extraction = f"json_extract_string({root}, [{', '.join(json_path(p) for p in paths)}]) AS __f"
-    return extraction, select
+    return extraction, lets, select

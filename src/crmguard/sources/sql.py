@@ -27,11 +27,13 @@ MACROS: tuple[str, ...] = (
     "CREATE OR REPLACE MACRO blank_null(x) AS NULLIF(trim(CAST(x AS VARCHAR)), '')",
     # Salesforce ids come as 15-char (case-sensitive) or 18-char (with a checksum suffix);
     # one identity must have one id, so 15-char ids get their documented suffix.
-    "CREATE OR REPLACE MACRO sf_id18(x) AS CASE "
+    # The lambdas bind their argument once: a macro argument repeated N times is planned (and
+    # may be evaluated) N times, and the mappings pass expressions, not columns.
+    "CREATE OR REPLACE MACRO sf_id18(arg) AS list_transform([arg], lambda x: CASE "
     "WHEN regexp_full_match(x, '[a-zA-Z0-9]{18}') THEN x "
     "WHEN regexp_full_match(x, '[a-zA-Z0-9]{15}') THEN x || "
     + " || ".join(_sf_suffix_char(c) for c in range(3))
-    + " ELSE blank_null(x) END",
+    + " ELSE blank_null(x) END)[1]",
     # A record id only when the value is one (15 or 18 alphanumerics), as 18 chars; collectors and
     # hand-edited samples put other strings in id columns (URI_ID_DERIVED 's4heK3WbH-lcJIL3-n').
     # The lambda binds x once: sf_id18 repeats its argument ~20 times, and mappings pass a
@@ -39,27 +41,27 @@ MACROS: tuple[str, ...] = (
     "CREATE OR REPLACE MACRO sf_id_or_null(x) AS list_transform([trim(x)], lambda v: CASE "
     "WHEN regexp_full_match(v, '[a-zA-Z0-9]{15}|[a-zA-Z0-9]{18}') THEN sf_id18(v) END)[1]",
     # Only a real IPv4 / IPv6 literal is an IP; 'Salesforce.com IP', 'w.x.y.z', 'null' are not.
-    "CREATE OR REPLACE MACRO ip_or_null(x) AS CASE "
-    "WHEN regexp_full_match(trim(x), '((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}"
-    "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])') THEN trim(x) "
-    "WHEN regexp_full_match(trim(x), '[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}(%[0-9A-Za-z]+)?') "
-    "AND strpos(trim(x), ':::') = 0 THEN lower(trim(x)) "
-    "ELSE NULL END",
+    "CREATE OR REPLACE MACRO ip_or_null(arg) AS list_transform([trim(arg)], lambda x: CASE "
+    "WHEN regexp_full_match(x, '((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}"
+    "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])') THEN x "
+    "WHEN regexp_full_match(x, '[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}(%[0-9A-Za-z]+)?') "
+    "AND strpos(x, ':::') = 0 THEN lower(x) "
+    "ELSE NULL END)[1]",
     # ELF TIMESTAMP (20250401123456.789), ISO 8601 with or without zone, and
     # 'YYYY-MM-DD HH:MM:SS.fff'; anything else, or outside 1990..2100, is impossible (NULL).
-    "CREATE OR REPLACE MACRO parse_ts_any(x) AS coalesce("
-    "CAST(try_strptime(trim(x), '%Y%m%d%H%M%S.%g') AS TIMESTAMPTZ), "
-    "CAST(try_strptime(trim(x), '%Y%m%d%H%M%S') AS TIMESTAMPTZ), "
-    "CASE WHEN regexp_full_match(trim(x), '\\d{4}-\\d{2}-\\d{2}[T ][0-9:.]+(Z|[+-]\\d{2}:?\\d{2})?') "
-    "THEN try_cast(trim(x) AS TIMESTAMPTZ) END)",
+    "CREATE OR REPLACE MACRO parse_ts_any(arg) AS list_transform([trim(arg)], lambda x: coalesce("
+    "CAST(try_strptime(x, '%Y%m%d%H%M%S.%g') AS TIMESTAMPTZ), "
+    "CAST(try_strptime(x, '%Y%m%d%H%M%S') AS TIMESTAMPTZ), "
+    "CASE WHEN regexp_full_match(x, '\\d{4}-\\d{2}-\\d{2}[T ][0-9:.]+(Z|[+-]\\d{2}:?\\d{2})?') "
+    "THEN try_cast(x AS TIMESTAMPTZ) END))[1]",
     # No subquery here: it would turn every mapping into a join and stop DuckDB streaming.
-    "CREATE OR REPLACE MACRO parse_ts(x) AS CASE WHEN parse_ts_any(x) >= TIMESTAMPTZ '1990-01-01 00:00:00+00' "
-    "AND parse_ts_any(x) < TIMESTAMPTZ '2100-01-01 00:00:00+00' THEN parse_ts_any(x) END",
+    "CREATE OR REPLACE MACRO parse_ts(x) AS list_transform([parse_ts_any(x)], lambda t: CASE "
+    "WHEN t >= TIMESTAMPTZ '1990-01-01 00:00:00+00' AND t < TIMESTAMPTZ '2100-01-01 00:00:00+00' THEN t END)[1]",
     "CREATE OR REPLACE MACRO to_int(x) AS try_cast(try_cast(blank_null(x) AS DOUBLE) AS BIGINT)",
     "CREATE OR REPLACE MACRO to_bool(x) AS CASE lower(blank_null(x)) WHEN 'true' THEN true "
     "WHEN '1' THEN true WHEN 'false' THEN false WHEN '0' THEN false END",
     # Country names (Okta) and codes (Salesforce) -> ISO 3166-1 alpha-2, so sources compare.
-    _country_macro(),
+    *_country_macro(),
 )
 
 

@@ -27,7 +27,15 @@ from crmguard.errors import SourceParseError
 from crmguard.schema import COLUMNS, EVENT_SCHEMA, duckdb_type
 from crmguard.sources import JSON_FORMATS
 from crmguard.sources.inputs import Opened
-from crmguard.sources.mapping import SourceMapping, csv_field, csv_source, json_select, select_list
+from crmguard.sources.mapping import (
+    SourceMapping,
+    csv_field,
+    csv_source,
+    json_select,
+    select_list,
+    split_lets,
+    with_lets,
+)
 from crmguard.sources.salesforce import audit_trail, elf
 from crmguard.sources.sql import ident, sql_list, sql_str
 
@@ -238,11 +246,12 @@ class FileStager:
         selects = []
         for m in JSON_FORMATS:
             if m.SOURCE in kinds:
-                extraction, select = json_select(m.MAPPING, "root")
+                extraction, lets, select = json_select(m.MAPPING, "root")
+                records = with_lets(f"(SELECT *, {extraction} FROM (SELECT *, {m.JSON_ROOT} AS root "
+                                    f"FROM (SELECT *, txt AS rec FROM jk WHERE kind = '{m.SOURCE}')))", lets)
                 selects.append(with_event_id(m.SOURCE,
                     f"SELECT {select}, json(txt)::VARCHAR AS raw, {names}[_file + 1] AS log_file, _line, _record, _file "
-                    f"FROM (SELECT *, {extraction} FROM (SELECT *, {m.JSON_ROOT} AS root "
-                    f"FROM (SELECT *, txt AS rec FROM jk WHERE kind = '{m.SOURCE}')))"))
+                    f"FROM {records}"))
         chunk = con.sql(" UNION ALL ".join(selects)).to_arrow_table() if selects else _empty_chunk(con)
         con.execute(
             f"""INSERT INTO qstaged SELECT {names}[_file + 1], _line, _record, NULL, NULL,
@@ -292,10 +301,11 @@ class FileStager:
         cursor.execute("SET preserve_insertion_order = true")
         cursor.execute("SET disabled_optimizers = 'in_clause'")
         cursor.execute("SET enable_progress_bar = false")
+        lets, exprs = split_lets(mapping.build(csv_field(header)))
         stream = cursor.sql(with_event_id(mapping.source,
-            f"SELECT {select_list(mapping.build(csv_field(header)))}, "
+            f"SELECT {select_list(exprs)}, "
             f"__raw AS raw, {names}[{to_batch}[__file + 1] + 1] AS log_file, NULL::BIGINT AS _line, "
-            f"{to_batch}[__file + 1] AS _file FROM {csv_source(header, reader)} AS src"
+            f"{to_batch}[__file + 1] AS _file FROM {with_lets(csv_source(header, reader), lets)} AS src"
         )).to_arrow_reader(CHUNK_ROWS)
         # The setting is database-wide: the stream above was planned in order; the lake's writes
         # that follow need not be (order-preserving COPY is about twice as slow).

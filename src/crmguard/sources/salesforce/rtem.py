@@ -68,7 +68,7 @@ def _single_record_id(f: Field) -> str:
 
 def build(f: Field) -> dict[str, str]:
     """Map RTEM object fields (accessor ``f`` over the payload) to event-schema SQL expressions."""
-    et = _event_type(f)
+    et = "__et"
     op = f("Operation")
     app = first(f("ConnectedAppId"), f("Client"), f("Application"))
     api = f("ApiType")
@@ -77,6 +77,7 @@ def build(f: Field) -> dict[str, str]:
     login_as = f"({et} = 'LoginAsEvent' AND {f('DelegatedUsername')} IS NOT NULL)"
     user_id = f"sf_id18({f('UserId')})"
     return {
+        "__et": _event_type(f),
         "time": first(f"parse_ts({f('EventDate')})", f"parse_ts({f('CreatedDate')})"),
         "_time_raw": first(f("EventDate"), f("CreatedDate")),
         "_time_field": f"CASE WHEN {f('EventDate')} IS NOT NULL THEN 'EventDate' ELSE 'CreatedDate' END",
