@@ -89,8 +89,10 @@ def run_baselines(con: duckdb.DuckDBPyConnection, lake: Lake, state: Path | None
     if directory is not None:
         store.set_peers(read_directory(directory))
     events_sql = _view_sql(con, "events")
-    update = store.update(con, full=full, intel=intel)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {events_sql}")
+    try:
+        update = store.update(con, full=full, intel=intel)
+    finally:  # the update points `events` at the days it rebuilds
+        con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {events_sql}")
     store.register(con)
     days = scorable_days(store, settings, since, until) if score else []
     alerts = find_anomalies(con, days, settings) if days else []
