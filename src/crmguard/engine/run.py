@@ -147,11 +147,12 @@ def _detection_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name
     names = ", ".join(f"'{sql_str(r.name)}'" for r in batch)
     # Count first, then build the heavy evidence lists only for the (rule, key, period) groups that
     # reach the threshold: a threshold rule may match a third of all events and alert on few groups.
+    # A plain count (an event matches a rule once) finds the candidates; the distinct count confirms.
     rows = con.execute(
         f"""WITH m AS (SELECT *, {key} AS dkey, floor(epoch(time) / {period}) AS bucket FROM mr WHERE rule IN ({names})),
-        hot AS (SELECT rule, dkey, bucket FROM m GROUP BY ALL HAVING count(DISTINCT event_id) >= {first.threshold})
+        hot AS (SELECT rule, dkey, bucket FROM m GROUP BY ALL HAVING count(*) >= {first.threshold})
         SELECT rule, dkey, bucket, {_SUMMARY} FROM m SEMI JOIN hot USING (rule, dkey, bucket)
-        GROUP BY ALL ORDER BY first_seen"""
+        GROUP BY ALL HAVING count(DISTINCT event_id) >= {first.threshold} ORDER BY first_seen"""
     ).fetchall()
     out = []
     for name, dkey, bucket, first_seen, last, n, ids, actor, rows_total, records, objects, ips, apps, agents in rows:
