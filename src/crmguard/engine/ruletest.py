@@ -175,7 +175,7 @@ def _check(
     con.register("events", table)
     try:
         if rule.correlation is None and not scenario:
-            prepare_matches(con, [rule], None, None)
+            prepare_matches(con, [rule], None, None, count_heavy=False)
             [(hits,)] = con.execute("SELECT count(*) FROM mr WHERE rule = ?", [rule.name]).fetchall()
             fired = hits > 0
             what = "the event satisfies the condition" if fired else "the event does not satisfy the condition"

@@ -48,30 +48,82 @@ def _alert_id(rule_id: str, key: str, start: dt.datetime) -> str:
     return hashlib.sha256(f"{rule_id}\x1f{key}\x1f{start.isoformat()}".encode()).hexdigest()[:20]
 
 
+def heavy_rules(rules: list[Rule]) -> list[Rule]:
+    """Threshold detections (threshold above 1) that no correlation uses: their matches are counted
+    per dedup group without being materialised (see :func:`prepare_matches`)."""
+    used = {n for r in rules if r.correlation for n in r.correlation.rules}
+    return [r for r in rules if r.condition and not r.hidden and r.threshold > 1 and r.name not in used]
+
+
+def _scan_sql(rules: list[Rule], cols: str, where: list[str]) -> str:
+    """SELECT of one row per matching (rule, event) of ``rules`` over the ``events`` view: ``rule``,
+    the columns ``cols`` and ``actor``."""
+    conds = [f"({r.condition}){allowlist_sql(r)}" for r in rules]
+    hits = "list_filter([" + ", ".join(f"CASE WHEN {c} THEN '{sql_str(r.name)}' END" for c, r in zip(conds, rules, strict=True)) + "]::VARCHAR[], lambda x: x IS NOT NULL)"
+    any_hit = " OR ".join(conds) or "false"
+    return f"""SELECT unnest(hits) AS rule, * EXCLUDE (hits) FROM (
+            SELECT {cols}, coalesce(e.username, i.name, e.user_id) AS {ACTOR}, {hits} AS hits
+            FROM events e LEFT JOIN identities i USING (user_id)
+            WHERE {' AND '.join(where) or 'true'} AND ({any_hit}))"""
+
+
+def _dedup_key_sql(rule: Rule) -> str:
+    """The dedup key of a match of ``rule`` (over ``mr``'s columns)."""
+    return "concat_ws(' | ', " + ", ".join(f"coalesce(CAST({ACTOR if f == ACTOR else ident(f)} AS VARCHAR), '-')"
+                                           for f in rule.dedup_fields) + ")"
+
+
 def prepare_matches(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datetime | None,
-                    until: dt.datetime | None) -> None:
+                    until: dt.datetime | None, count_heavy: bool = True) -> None:
     """Create temp table ``mr`` (one row per matching (rule, event), with ``rule`` = rule name and
-    ``actor``) from the ``events`` view of ``con``, in one scan."""
-    detections = [r for r in rules if r.condition]
+    ``actor``) from the ``events`` view of ``con``, in one scan for every rule but the
+    :func:`heavy_rules`. Those may match a large share of all events (``mass_record_views``: a third)
+    and alert on few groups, so materialising their matches would dominate the run and, on large
+    lakes, spill: a second, narrow scan counts their matches per (rule, dedup key, period) and a
+    third, only when some group reaches its threshold, adds to ``mr`` the matches of those groups,
+    which is all their alerts need. With ``count_heavy`` false every match of every rule is kept."""
+    heavy = heavy_rules(rules) if count_heavy else []
+    heavy_names = {r.name for r in heavy}
+    detections = [r for r in rules if r.condition and r.name not in heavy_names]
     where = []
     if since:
         where.append(f"time >= TIMESTAMPTZ '{since.isoformat()}'")
     if until:
         where.append(f"time < TIMESTAMPTZ '{until.isoformat()}'")
-    conds = [f"({r.condition}){allowlist_sql(r)}" for r in detections]
-    hits = "list_filter([" + ", ".join(f"CASE WHEN {c} THEN '{sql_str(r.name)}' END" for c, r in zip(conds, detections, strict=True)) + "], lambda x: x IS NOT NULL)"
-    any_hit = " OR ".join(conds) or "false"
     cols = ", ".join(ident(c) for c in match_columns(rules))
     con.execute(
         "CREATE OR REPLACE TEMP TABLE identities AS SELECT user_id, arg_max(username, time) AS name FROM events "
         "WHERE user_id IS NOT NULL AND username IS NOT NULL GROUP BY user_id"
     )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE mr AS {_scan_sql(detections, cols, where)}")
+    if heavy:
+        _add_heavy_matches(con, heavy, cols, where)
+
+
+def _add_heavy_matches(con: duckdb.DuckDBPyConnection, heavy: list[Rule], cols: str, where: list[str]) -> None:
+    """Count ``heavy`` rules' matches per (rule, dedup key, period) in a narrow scan; add the matches
+    of the groups that reach their rule's threshold to ``mr``."""
+    def per_rule(values: dict[str, str]) -> str:
+        return "CASE rule " + " ".join(f"WHEN '{sql_str(n)}' THEN {v}" for n, v in values.items()) + " END"
+
+    dkey = per_rule({r.name: _dedup_key_sql(r) for r in heavy})
+    bucket = f"floor(epoch(time) / {per_rule({r.name: str(int(r.dedup_period.total_seconds())) for r in heavy})})"
+    threshold = per_rule({r.name: str(r.threshold) for r in heavy})
+    fields = {"time", "user_id", "username"} | {f for r in heavy for f in r.dedup_fields if f != ACTOR}
+    narrow = ", ".join(ident(c.name) for c in COLUMNS if c.name in fields)
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE mr AS
-        SELECT unnest(hits) AS rule, * EXCLUDE (hits) FROM (
-            SELECT {cols}, coalesce(e.username, i.name, e.user_id) AS {ACTOR}, {hits} AS hits
-            FROM events e LEFT JOIN identities i USING (user_id)
-            WHERE {' AND '.join(where) or 'true'} AND ({any_hit}))"""
+        f"""CREATE OR REPLACE TEMP TABLE heavy_hot AS
+        SELECT rule, {dkey} AS dkey, {bucket} AS bucket, min(time) AS lo, max(time) AS hi
+        FROM ({_scan_sql(heavy, narrow, where)}) GROUP BY ALL HAVING count(*) >= {threshold}"""
+    )
+    [(lo, hi)] = con.execute("SELECT min(lo), max(hi) FROM heavy_hot").fetchall()
+    if lo is None:
+        return
+    span = [*where, f"time >= TIMESTAMPTZ '{lo.isoformat()}'", f"time <= TIMESTAMPTZ '{hi.isoformat()}'"]
+    con.execute(
+        f"""INSERT INTO mr BY NAME SELECT * EXCLUDE (dkey, bucket)
+        FROM (SELECT *, {dkey} AS dkey, {bucket} AS bucket FROM ({_scan_sql(heavy, cols, span)}))
+        SEMI JOIN heavy_hot USING (rule, dkey, bucket)"""
     )
 
 
@@ -142,8 +194,7 @@ def _detection_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name
     """Alerts of detection rules sharing dedup fields, period and threshold, in one query."""
     first = batch[0]
     period = int(first.dedup_period.total_seconds())
-    key = "concat_ws(' | ', " + ", ".join(f"coalesce(CAST({ACTOR if f == ACTOR else ident(f)} AS VARCHAR), '-')"
-                                          for f in first.dedup_fields) + ")"
+    key = _dedup_key_sql(first)
     names = ", ".join(f"'{sql_str(r.name)}'" for r in batch)
     # Count first, then build the heavy evidence lists only for the (rule, key, period) groups that
     # reach the threshold: a threshold rule may match a third of all events and alert on few groups.
