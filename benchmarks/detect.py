@@ -63,6 +63,8 @@ def clone_pack(target: Path, n: int) -> None:
                     d["title"] += f" (clone {k})"
                     if "correlation" in d:
                         d["correlation"]["rules"] = [r + suffix for r in d["correlation"]["rules"]]
+                        for alias, fields in d["correlation"].get("aliases", {}).items():
+                            d["correlation"]["aliases"][alias] = {r + suffix: f for r, f in fields.items()}
                     else:
                         det = d["detection"]
                         det[f"clone_{k}"] = {"event_id": f"clone-{k}"}
