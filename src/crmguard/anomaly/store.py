@@ -19,6 +19,7 @@ version or the new one, never half of each.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -108,7 +109,18 @@ class BaselineStore:
         """Rebuild the features of every day whose lake files changed since the last update (every
         day when ``full``) and drop days no longer in the lake, using DuckDB connection ``con``;
         IPs are enriched from ``intel`` when given (ASN, country). ``progress(done, total)`` is called
-        after each pass. Returns the :class:`UpdateResult`."""
+        after each pass. Concurrent updates (a watcher and a scheduled run) take turns on a file
+        lock. Returns the :class:`UpdateResult`."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return self._update(con, full, intel, progress)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _update(self, con: duckdb.DuckDBPyConnection, full: bool, intel: IntelDB | None,
+                progress: Callable[[int, int], None] | None) -> UpdateResult:
         started = dt.datetime.now(dt.UTC)
         state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {"days": {}}
         prints, sizes = self._fingerprints()
