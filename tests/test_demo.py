@@ -16,6 +16,9 @@ def test_demo_simulates_ingests_everything_and_tells_the_story(tmp_path: Path, c
     assert main(["demo", "--home", str(tmp_path)]) == EXIT_OK
     out = capsys.readouterr().out
     assert "0 quarantined" in out and "who read the most CRM rows" in out
+    labels_now = json.loads((tmp_path / "demo-logs" / "labels.json").read_text())
+    victim = labels_now["campaigns"][0]["actors"][0]["username"].lower()
+    assert "behavioural baselines" in out and f"  {victim} at " in out
     labels = json.loads((tmp_path / "demo-logs" / "labels.json").read_text())
     con = Lake(tmp_path / "lake").connect()
     assert con.execute("SELECT count(*) FROM quarantine").fetchall()[0][0] == 0

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crmguard.detect import detect
+from crmguard.anomaly.run import run_baselines
+from crmguard.detect import detect, engine_connection
 from crmguard.engine.run import Alert
 from crmguard.ingest import IngestSummary, ingest
 from crmguard.lake import Lake
@@ -22,26 +23,31 @@ class DemoResult:
     lake: Path
     summary: IngestSummary
     alerts: int
+    anomalies: int
 
 
-def run_demo(home: Path, console: Console, *, users: int = 80, days: int = 3, seed: int = 7,
-             campaign: str = "vishing") -> DemoResult:
-    """Simulate ``users`` × ``days`` of telemetry with ``campaign`` into ``home``/demo-logs, ingest
-    it into ``home``/lake, and print a short story of the lake to ``console``. Returns a
-    :class:`DemoResult`."""
+def run_demo(home: Path, console: Console, *, users: int = 80, days: int = 6, seed: int = 7,
+             campaign: str = "vishing", quiet_days: int = 4) -> DemoResult:
+    """Simulate ``users`` × ``days`` of telemetry with ``campaign`` (after ``quiet_days`` of normal
+    work) into ``home``/demo-logs, ingest it into ``home``/lake, print a short story of the lake to
+    ``console``, then run the rules and the behavioural baselines. Returns a :class:`DemoResult`."""
     from crmguard.simulate import simulate
 
     logs, lake = home / "demo-logs", Lake(home / "lake")
     with console.status(f"simulating {users} users × {days} days with a '{campaign}' campaign"):
-        sim = simulate(logs, users=users, days=days, seed=seed, campaigns=[campaign])
+        sim = simulate(logs, users=users, days=days, seed=seed, campaigns=[campaign], quiet_days=quiet_days)
     with console.status("ingesting into the lake"):
         summary = ingest([str(logs / "salesforce"), str(logs / "okta")], lake)
     tell_story(lake, summary, console)
     with console.status("running the detection rules"):
         found = detect(lake, home / "state.db")
     tell_alerts(found.alerts, found.rules, console)
+    with console.status("learning each identity's normal behaviour"):
+        base = run_baselines(engine_connection(lake), lake, home / "state.db",
+                             directory=logs / "org" / "snapshot.json")
+    tell_anomalies(base.alerts, len(base.days), console)
     console.print(f"\nground truth for the campaign: {logs / 'labels.json'} ({sim.total_events:,} events simulated)")
-    return DemoResult(logs, lake.root, summary, len(found.alerts))
+    return DemoResult(logs, lake.root, summary, len(found.alerts), len(base.alerts))
 
 
 def tell_story(lake: Lake, summary: IngestSummary, console: Console) -> None:
@@ -98,3 +104,11 @@ def tell_alerts(alerts: list[Alert], rules: int, console: Console) -> None:
     top = min(alerts, key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), a.first_seen))
     console.print(f"[bold]most severe[/bold] ({top.severity}): {top.explanation}")
     console.print("inspect: crmguard alerts list   |   crmguard alerts show <id>")
+
+
+def tell_anomalies(alerts: list[Alert], days: int, console: Console) -> None:
+    """Print the baselines' anomalies: who, when they fired, and why."""
+    console.print(f"\n[bold]behavioural baselines[/bold]: {len(alerts)} anomalies over {days} scored day(s)")
+    for a in alerts:
+        console.print(f"  {a.actor} at {a.context['fired_at']}: {a.explanation.split(': ', 1)[-1][:220]}")
+    console.print("inspect: crmguard baseline show <username>")
