@@ -55,9 +55,10 @@ def identity_sql(alias: str = "e", idmap: str = "idmap") -> str:
 
 
 def idmap_sql(relation: str) -> str:
-    """SELECT of ``(user_id, name)``: the latest username each user id was seen with in ``relation``."""
-    return (f"SELECT user_id, arg_max(username, time) AS name FROM {relation} WHERE user_id IS NOT NULL "
-            "AND username IS NOT NULL GROUP BY user_id")
+    """SELECT of ``(user_id, name, seen)``: the latest username each user id was seen with in
+    ``relation``, and when."""
+    return (f"SELECT user_id, arg_max(username, time) AS name, max(time) AS seen FROM {relation} "
+            "WHERE user_id IS NOT NULL AND username IS NOT NULL GROUP BY user_id")
 
 
 def projection_sql(start: dt.datetime, end: dt.datetime) -> str:

@@ -109,8 +109,7 @@ def score_day_sql(day: dt.date, s: Settings) -> str:
     WITH hist AS MATERIALIZED (SELECT * FROM hourly WHERE hour >= {h0} AND hour < {d0}),
     cur AS MATERIALIZED (SELECT * FROM hourly WHERE hour >= {d0} AND hour < {d1}),
     active AS MATERIALIZED (
-        SELECT identity, count(*) AS hours, count(DISTINCT CAST(hour AS DATE)) AS days,
-            bool_or(hour IS NOT NULL) AS seen
+        SELECT identity, count(*) AS hours, count(DISTINCT CAST(hour AS DATE)) AS days
         FROM hist WHERE feature = 'events' GROUP BY identity
     ),
     groups AS MATERIALIZED (

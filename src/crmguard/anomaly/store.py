@@ -5,7 +5,7 @@ Layout under ``<lake>/baseline/``::
 
     hourly/date=<YYYY-MM-DD>/part-<uuid>.parquet   (identity, hour, feature, value)
     facts/date=<YYYY-MM-DD>/part-<uuid>.parquet    (identity, date, kind, value, first_time, last_time, n)
-    identities.parquet                             (user_id, name): usernames of Salesforce / Okta ids
+    identities.parquet                             (user_id, name, seen): latest username of each user id
     peers.parquet                                  (identity, peer_group), from a directory export
     state.json                                     fingerprint of the lake files each day was built from
 
@@ -86,7 +86,8 @@ class BaselineStore:
                                     ("idmap", "identities.parquet", "user_id VARCHAR, name VARCHAR")):
             path = self.root / file
             if path.exists():
-                con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet('{sql_str(str(path))}')")
+                con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT {columns.replace(' VARCHAR', '')} "
+                            f"FROM read_parquet('{sql_str(str(path))}')")
             else:
                 con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {_empty(columns)}")
 
@@ -165,14 +166,16 @@ class BaselineStore:
         return self.lake.event_files({(s, d) for s in sources for d in days})
 
     def _update_idmap(self, con: duckdb.DuckDBPyConnection, days: list[str]) -> None:
-        """Merge the usernames seen in ``days`` into ``identities.parquet`` (the latest name wins)."""
+        """Merge the usernames seen in ``days`` into ``identities.parquet`` (the latest name wins,
+        whichever day is rebuilt)."""
         path = self.root / "identities.parquet"
         con.execute(f"CREATE OR REPLACE TEMP VIEW day_files AS {self.lake.events_sql(self._day_files(days))}")
-        fresh = idmap_sql("day_files")
-        old = f"SELECT user_id, name FROM read_parquet('{sql_str(str(path))}') WHERE user_id NOT IN (SELECT user_id FROM fresh)" \
-            if path.exists() else "SELECT NULL::VARCHAR AS user_id, NULL::VARCHAR AS name WHERE false"
+        merged = idmap_sql("day_files")
+        if path.exists():  # a day rebuilt late must not replace a newer name with an older one
+            merged = (f"SELECT user_id, arg_max(name, seen) AS name, max(seen) AS seen FROM ({merged} UNION ALL "
+                      f"SELECT user_id, name, seen FROM read_parquet('{sql_str(str(path))}')) GROUP BY user_id")
         tmp = self.root / f".identities-{uuid.uuid4().hex}.parquet"
-        con.execute(f"COPY (WITH fresh AS ({fresh}) SELECT * FROM fresh UNION ALL {old}) TO '{sql_str(str(tmp))}' "
+        con.execute(f"COPY ({merged}) TO '{sql_str(str(tmp))}' "
                     "(FORMAT parquet)")
         os.replace(tmp, path)
 
