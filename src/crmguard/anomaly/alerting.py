@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from crmguard.anomaly.features import PII_OBJECTS, READ_ACTIONS
+from crmguard.anomaly.features import PII_OBJECTS, READ_ACTIONS, identity_sql
 from crmguard.anomaly.score import INFRASTRUCTURE, Settings, score_days
 from crmguard.engine.run import EVIDENCE_LIMIT, Alert
 from crmguard.sources.sql import sql_str
@@ -125,7 +125,7 @@ def _alert(con: duckdb.DuckDBPyConnection, identity: str, day: dt.date, first_ho
 def _identity_events_sql(identity: str, start: dt.datetime, end: dt.datetime) -> str:
     return f"""SELECT e.* FROM events e LEFT JOIN idmap USING (user_id)
         WHERE e.time >= TIMESTAMPTZ '{start.isoformat()}' AND e.time < TIMESTAMPTZ '{end.isoformat()}'
-          AND lower(coalesce(e.username, idmap.name, e.user_id)) = '{sql_str(identity)}'"""
+          AND {identity_sql()} = '{sql_str(identity)}'"""
 
 
 def _measure_sql(feature: str) -> str | None:
