@@ -1,0 +1,66 @@
+"""Heavy threshold rules (threshold above 1, used by no correlation) are counted without
+materialising their matches: the alerts must be exactly those of materialising every match."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from crmguard.engine.rules import load_rules
+from crmguard.engine.ruletest import events_table
+from crmguard.engine.run import _detection_alerts, heavy_rules, prepare_matches, run_rules
+from crmguard.sources.sql import connect
+
+RULES = """title: Many record pages
+id: 11111111-2222-4333-8444-555555555555
+name: many_pages
+logsource: {product: salesforce}
+level: medium
+detection:
+  sel: {action: view, object: Contact}
+  condition: sel
+crmguard:
+  threshold: 3
+  dedup: {fields: [actor], period: 1h}
+---
+title: Export
+id: 11111111-2222-4333-8444-666666666666
+name: any_export
+logsource: {product: salesforce}
+level: low
+detection:
+  sel: {action: export}
+  condition: sel
+"""
+
+
+def _events() -> list[dict[str, object]]:
+    def view(user: str, minute: int, hour: int = 10) -> dict[str, object]:
+        return {"source": "salesforce_elf", "action": "view", "object": "Contact", "username": user,
+                "time": f"2025-03-04T{hour:02d}:{minute:02d}:00Z", "record_id": f"003{user[:3]}{hour}{minute:02d}"}
+
+    return ([view("ana@x.com", m) for m in (1, 2, 3, 4)]         # 4 in one hour: alert
+            + [view("bo@x.com", m) for m in (5, 6)]              # 2: below the threshold
+            + [view("ana@x.com", m, 12) for m in (1, 2)]          # 2 in another hour: no alert
+            + [view("cy@x.com", m, 9) for m in (10, 20, 30)]      # exactly 3: alert
+            + [{"source": "salesforce_elf", "action": "export", "object": "Report", "username": "bo@x.com",
+                "time": "2025-03-04T11:00:00Z"}])
+
+
+def test_counted_alerts_equal_materialised_alerts(tmp_path: Path) -> None:
+    (tmp_path / "r.yml").write_text(RULES)
+    rules = load_rules([tmp_path], include_builtin=False)
+    assert [r.name for r in heavy_rules(rules)] == ["many_pages"]
+    con: duckdb.DuckDBPyConnection = connect()
+    con.register("events", events_table(_events()))
+    counted = run_rules(con, rules)
+    prepare_matches(con, rules, None, None, count_heavy=False)
+    by_name = {r.name: r for r in rules}
+    materialised = _detection_alerts(con, [by_name["many_pages"]], by_name)
+    heavy = [a for a in counted if a.rule_id == by_name["many_pages"].id]
+    assert sorted((a.actor, a.event_count, a.first_seen, a.event_ids) for a in heavy) == sorted(
+        (a.actor, a.event_count, a.first_seen, a.event_ids) for a in materialised)
+    assert sorted((a.actor, a.event_count) for a in heavy) == [("ana@x.com", 4), ("cy@x.com", 3)]
+    # The other rule is untouched by the heavy path.
+    assert [(a.actor, a.event_count) for a in counted if a.rule_id == by_name["any_export"].id] == [("bo@x.com", 1)]
