@@ -73,8 +73,10 @@ def test_update_is_incremental_and_replay_stores_nothing_twice(org: Path, capsys
     con = Lake(org / "home" / "lake").connect()
     again = store.update(con)
     assert again.rebuilt == () and again.events == 0 and again.current == 10
-    # Re-running the whole update stores no new alert.
+    # Re-running the whole update stores no new alert; with nothing rebuilt, nothing is re-scored.
     assert main(["baseline", "update", "--home", home]) == EXIT_OK
+    assert "0 anomalies over 0 scored day(s)" in capsys.readouterr().out
+    assert main(["baseline", "update", "--home", home, "--full"]) == EXIT_OK
     assert "0 new" in capsys.readouterr().out
     # A new file in one day's partition rebuilds that day only, and the features are the same as a full rebuild.
     store.register(con)
@@ -152,7 +154,8 @@ def test_watch_raises_the_same_anomalies_as_a_batch_update(org: Path, tmp_path: 
             return set(con.execute("SELECT actor, dedup_key FROM alerts WHERE rule_id = ?", (RULE_ID,)).fetchall())
 
     streamed = stored(tmp_path / "state.db")
-    assert main(["baseline", "update", "--home", str(org / "home"), "--state", str(tmp_path / "batch.db")]) == EXIT_OK
+    assert main(["baseline", "update", "--home", str(org / "home"), "--state", str(tmp_path / "batch.db"),
+                 "--full"]) == EXIT_OK
     batch = stored(tmp_path / "batch.db")
     victims = {c["actors"][0]["username"].lower() for c in _labels(org)["campaigns"]}
     assert victims <= {actor for actor, _ in batch}

@@ -30,9 +30,10 @@ _Directory = Annotated[Optional[str], typer.Option(
 @baseline_app.command("update")
 def update_command(
     home: _Home = None, lake: _Lake = None, state: _State = None, directory: _Directory = None,
-    since: Annotated[Optional[str], typer.Option("--since", help="Score days from this time (ISO 8601, UTC).")] = None,
+    since: Annotated[Optional[str], typer.Option("--since", help="Score the days from this time (ISO 8601, UTC); "
+                                                 "without --since/--until, only the days the update changed.")] = None,
     until: Annotated[Optional[str], typer.Option("--until", help="Score days before this time.")] = None,
-    full: Annotated[bool, typer.Option("--full", help="Rebuild every day, not only the changed ones.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Rebuild and score every day, not only the changed ones.")] = False,
     no_alerts: Annotated[bool, typer.Option("--no-alerts", help="Only update the features; raise no alerts.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the alerts as a JSON array on stdout.")] = False,
 ) -> int:

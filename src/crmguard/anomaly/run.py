@@ -80,9 +80,11 @@ def scorable_days(store: BaselineStore, settings: Settings, since: dt.datetime |
 def run_baselines(con: duckdb.DuckDBPyConnection, lake: Lake, state: Path | None, since: dt.datetime | None = None,
                   until: dt.datetime | None = None, settings: Settings | None = None, directory: Path | None = None,
                   full: bool = False, intel: Any = None, score: bool = True) -> BaselineResult:
-    """Update the baseline store of ``lake`` (peer groups from ``directory`` when given), then unless
-    ``score`` is false score the days in [since, until) (default: every day with enough history) and
-    save the alerts in the SQLite ``state`` database (not saved when ``state`` is None). ``con`` must have the lake's ``events``
+    """Update the baseline store of ``lake`` (peer groups from ``directory`` when given); unless
+    ``score`` is false, score days that have enough history and save the alerts in the SQLite
+    ``state`` database (not saved when ``state`` is None). The days scored are those in [since, until)
+    when either is given, every day with ``full``, and otherwise only the days the update can have
+    changed: the days rebuilt and the 30 after each (their history). ``con`` must have the lake's ``events``
     view (see :func:`crmguard.detect.engine_connection`). Returns the :class:`BaselineResult`."""
     settings = settings or Settings()
     store = BaselineStore(lake)
@@ -95,6 +97,10 @@ def run_baselines(con: duckdb.DuckDBPyConnection, lake: Lake, state: Path | None
         con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {events_sql}")
     store.register(con)
     days = scorable_days(store, settings, since, until) if score else []
+    if since is None and until is None and not full:
+        # Only the days whose score can have changed: those rebuilt, and those whose history holds one.
+        rebuilt = [dt.date.fromisoformat(d) for d in update.rebuilt]
+        days = [d for d in days if any(r <= d <= r + dt.timedelta(days=settings.history_days) for r in rebuilt)]
     alerts = find_anomalies(con, days, settings) if days else []
     stored = StoreResult(0, 0, len(alerts), (), ())
     if state is not None:
