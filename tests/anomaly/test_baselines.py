@@ -160,3 +160,12 @@ def test_watch_raises_the_same_anomalies_as_a_batch_update(org: Path, tmp_path: 
     victims = {c["actors"][0]["username"].lower() for c in _labels(org)["campaigns"]}
     assert victims <= {actor for actor, _ in batch}
     assert streamed == batch
+
+
+def test_thresholds_are_options(org: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    home, state = str(org / "home"), str(tmp_path / "s.db")
+    assert main(["baseline", "update", "--home", home, "--state", state, "--full", "--json",
+                 "--alert-score", "60", "--volume-alone", "60"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["baseline", "update", "--home", home, "--state", state, "--full", "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)

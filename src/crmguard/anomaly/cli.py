@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from crmguard.anomaly.score import ALERT_SCORE, HISTORY_DAYS, MIN_FACT_BITS, VOLUME_ALONE_BITS
 from crmguard.cli_time import parse_when
 from crmguard.workspace import resolve
 
@@ -36,10 +37,19 @@ def update_command(
     full: Annotated[bool, typer.Option("--full", help="Rebuild and score every day, not only the changed ones.")] = False,
     no_alerts: Annotated[bool, typer.Option("--no-alerts", help="Only update the features; raise no alerts.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the alerts as a JSON array on stdout.")] = False,
+    history_days: Annotated[int, typer.Option("--history-days", min=3, help="Days of history a day is judged "
+                                              "against (own and peer p99, first-seen facts).")] = HISTORY_DAYS,
+    alert_score: Annotated[float, typer.Option("--alert-score", min=0.5, help="Score (bits) at which an hour alerts, "
+                                               "with --infra-bits of them from never-seen infrastructure.")] = ALERT_SCORE,
+    infra_bits: Annotated[float, typer.Option("--infra-bits", min=0.0, help="Never-seen infrastructure an alert "
+                                              "needs (bits).")] = MIN_FACT_BITS,
+    volume_alone: Annotated[float, typer.Option("--volume-alone", min=1.0, help="Deviation (bits) that alerts "
+                                                "without new infrastructure.")] = VOLUME_ALONE_BITS,
 ) -> int:
     """Update the baselines from the lake (only days whose files changed), score the days and store
     the anomalies as alerts (same store, dedup and delivery as rule alerts)."""
     from crmguard.anomaly.run import run_baselines
+    from crmguard.anomaly.score import Settings
     from crmguard.detect import engine_connection
     from crmguard.intel import load
     from crmguard.lake import Lake
@@ -52,6 +62,8 @@ def update_command(
     with err.status("updating baselines"):
         result = run_baselines(con, lake_obj, None if no_alerts else ws.state, parse_when(since, "--since"),
                                parse_when(until, "--until"), directory=Path(directory) if directory else None,
+                               settings=Settings(history_days=history_days, alert_score=alert_score,
+                                                 min_fact_bits=infra_bits, volume_alone_bits=volume_alone),
                                full=full, intel=intel, score=not no_alerts)
     u = result.update
     err.print(f"baselines: {len(u.rebuilt)} day(s) rebuilt from {u.events:,} events, {u.current} already current, "
