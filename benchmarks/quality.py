@@ -47,6 +47,7 @@ from typing import Any
 import duckdb
 
 from crmguard.anomaly import RULE_ID as BASELINE_RULE
+from crmguard.anomaly.features import READS
 from crmguard.anomaly.run import run_baselines
 from crmguard.detect import engine_connection
 from crmguard.engine.rules import Rule, load_rules
@@ -185,18 +186,14 @@ def time_to_detect(
     return None if best is None else max(0.0, (best - truth.start).total_seconds())
 
 
-READS = ("read", "query", "query_more", "list_view", "report_run", "export", "search")
-
-
 def first_read(con: duckdb.DuckDBPyConnection, label: dict[str, Any]) -> dt.datetime | None:
     """When the campaign of ``label`` first read customer data: its earliest event (found by the
     record keys ``labels.json`` lists) that returned rows."""
     keys = sorted({k for values in label["event_keys"].values() for k in values})
     if not keys:
         return None
-    reads = ", ".join(f"'{a}'" for a in READS)
     [(at,)] = con.execute(
-        f"""SELECT min(time) FROM events WHERE action IN ({reads}) AND rows > 0
+        f"""SELECT min(time) FROM events WHERE {READS} AND rows > 0
             AND time BETWEEN ? AND ? AND coalesce(json_extract_string(raw, '$.REQUEST_ID'),
                 json_extract_string(raw, '$.EventIdentifier'), json_extract_string(raw, '$.uuid')) IN
                 (SELECT unnest(?::VARCHAR[]))""",

@@ -12,7 +12,7 @@ import pytest
 
 from crmguard.anomaly import RULE_ID, BaselineStore
 from crmguard.anomaly.run import BaselineError, read_directory
-from crmguard.anomaly.score import _quantile_sql
+from crmguard.anomaly.score import quantile_sql
 from crmguard.cli import EXIT_OK, main
 from crmguard.ingest import ingest
 from crmguard.lake import Lake
@@ -40,7 +40,7 @@ def test_quantile_with_implicit_zeros_matches_numpy() -> None:
         values = rng.integers(1, 10_000, nonzero)
         full = np.concatenate([np.zeros(active - nonzero, np.int64), values])
         expected = np.quantile(full, 0.99, method="inverted_cdf")
-        sql = _quantile_sql("list_sort(?::BIGINT[])", str(nonzero), str(active), 0.99)
+        sql = quantile_sql("list_sort(?::BIGINT[])", str(nonzero), str(active), 0.99)
         [(got,)] = con.execute(f"SELECT {sql}", [values.tolist()]).fetchall()
         assert got == expected, (active, nonzero)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from crmguard.anomaly.features import PII_OBJECTS, READ_ACTIONS, identity_sql
+from crmguard.anomaly.features import BULK_JOB, EXPORT, FAILED_LOGIN, PII_OBJECTS, READS, identity_sql, sql_in
 from crmguard.anomaly.score import INFRASTRUCTURE, Settings, score_days
 from crmguard.engine.run import EVIDENCE_LIMIT, Alert
 from crmguard.sources.sql import sql_str
@@ -129,17 +129,17 @@ def _identity_events_sql(identity: str, start: dt.datetime, end: dt.datetime) ->
 
 
 def _measure_sql(feature: str) -> str | None:
-    """What one event adds to ``feature`` (None for features that are not sums)."""
-    reads = "action IN (" + ", ".join(f"'{a}'" for a in READ_ACTIONS) + ")"
+    """What one event adds to ``feature`` (the same predicates as the hourly features; None for
+    features that are not sums)."""
     if feature.startswith("rows:"):
         obj = feature.removeprefix("rows:")
-        where = (f"object NOT IN ({', '.join(repr(o) for o in PII_OBJECTS)})" if obj == "other"
+        where = (f"object NOT IN {sql_in(PII_OBJECTS)}" if obj == "other"
                  else f"object = '{sql_str(obj)}'")
-        return f"CASE WHEN {reads} AND {where} THEN coalesce(rows, 0) ELSE 0 END"
-    return {"failed_logins": "CASE WHEN category = 'authentication' AND outcome = 'failure' THEN 1 ELSE 0 END",
-            "exports": "CASE WHEN action = 'export' THEN 1 ELSE 0 END",
-            "export_rows": "CASE WHEN action = 'export' THEN coalesce(rows, 0) ELSE 0 END",
-            "bulk_jobs": "CASE WHEN api_type ILIKE 'bulk%' AND action IN ('query', 'create', 'read') THEN 1 ELSE 0 END",
+        return f"CASE WHEN {READS} AND {where} THEN coalesce(rows, 0) ELSE 0 END"
+    return {"failed_logins": f"CASE WHEN {FAILED_LOGIN} THEN 1 ELSE 0 END",
+            "exports": f"CASE WHEN {EXPORT} THEN 1 ELSE 0 END",
+            "export_rows": f"CASE WHEN {EXPORT} THEN coalesce(rows, 0) ELSE 0 END",
+            "bulk_jobs": f"CASE WHEN {BULK_JOB} THEN 1 ELSE 0 END",
             }.get(feature)
 
 

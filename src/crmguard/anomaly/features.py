@@ -37,16 +37,28 @@ READ_ACTIONS: tuple[str, ...] = ("read", "query", "query_more", "list_view", "re
 
 FACT_KINDS: tuple[str, ...] = ("ip", "asn", "country", "app", "user_agent", "channel", "hour")
 
+
+def sql_in(items: tuple[str, ...]) -> str:
+    """SQL list of string literals: ``('a', 'b')``."""
+    return "(" + ", ".join(f"'{sql_str(i)}'" for i in items) + ")"
+
+
+READS = f"action IN {sql_in(READ_ACTIONS)}"
+"""SQL: the event returned records to the actor."""
+FAILED_LOGIN = "(category = 'authentication' AND outcome = 'failure')"
+BULK_JOB = "(api_type ILIKE 'bulk%' AND action IN ('query', 'create', 'read'))"
+EXPORT = "action = 'export'"
+API_READ = f"({READS} AND api_type IS NOT NULL AND api_type NOT IN ('UI', 'Report'))"
+UI_VIEW = "(action IN ('view', 'list_view') OR api_type = 'UI')"
+REPORT = "action IN ('report_run', 'export')"
+"""Event predicates shared by the hourly features and by ``fired_at`` (what one event adds)."""
+
 HOURLY_COLUMNS = "identity VARCHAR, hour TIMESTAMPTZ, feature VARCHAR, value BIGINT"
 FACT_COLUMNS = ("identity VARCHAR, date DATE, kind VARCHAR, value VARCHAR, first_time TIMESTAMPTZ, last_time TIMESTAMPTZ, "
                 "n BIGINT")
 
 COUNT_FEATURES: tuple[str, ...] = ("objects", "events", "api", "ui", "report", "bulk_jobs", "exports", "export_rows",
                                    "failed_logins")
-
-
-def _in(items: tuple[str, ...]) -> str:
-    return "(" + ", ".join(f"'{sql_str(i)}'" for i in items) + ")"
 
 
 def identity_sql(alias: str = "e", idmap: str = "idmap") -> str:
@@ -61,13 +73,13 @@ def idmap_sql(relation: str) -> str:
             "WHERE user_id IS NOT NULL AND username IS NOT NULL GROUP BY user_id")
 
 
-def projection_sql(start: dt.datetime, end: dt.datetime) -> str:
-    """SELECT of the columns the features need, with ``identity`` and ``hour``, from view ``events``
-    joined to table ``idmap``, for events in [start, end)."""
+def projection_sql(relation: str, start: dt.datetime, end: dt.datetime) -> str:
+    """SELECT of the columns the features need, with ``identity`` and ``hour``, from the events of
+    ``relation`` (event schema) joined to table ``idmap``, for events in [start, end)."""
     return f"""SELECT e.time, date_trunc('hour', e.time) AS hour, e.source, e.category, e.action, e.outcome,
         e.api_type, e.object, e.rows, e.src_ip, e.src_asn, e.src_country, e.app, e.user_agent,
         {identity_sql()} AS identity
-    FROM events e LEFT JOIN idmap USING (user_id)
+    FROM {relation} e LEFT JOIN idmap USING (user_id)
     WHERE e.time >= TIMESTAMPTZ '{start.isoformat()}' AND e.time < TIMESTAMPTZ '{end.isoformat()}'
       AND coalesce(e.username, e.user_id) IS NOT NULL"""
 
@@ -75,20 +87,19 @@ def projection_sql(start: dt.datetime, end: dt.datetime) -> str:
 def hourly_sql(relation: str, pii_objects: tuple[str, ...] = PII_OBJECTS) -> str:
     """SELECT of the hourly features ``(identity, hour, feature, value)`` of the rows of ``relation``
     (shaped by :func:`projection_sql`)."""
-    reads = f"action IN {_in(READ_ACTIONS)}"
     return f"""
     WITH ev AS (SELECT * FROM {relation}),
     per_source AS (
         SELECT identity, hour, source,
-            count(DISTINCT object) FILTER ({reads} AND object IS NOT NULL) AS objects,
+            count(DISTINCT object) FILTER ({READS} AND object IS NOT NULL) AS objects,
             count(*) AS events,
-            count(*) FILTER ({reads} AND api_type IS NOT NULL AND api_type NOT IN ('UI', 'Report')) AS api,
-            count(*) FILTER (action IN ('view', 'list_view') OR api_type = 'UI') AS ui,
-            count(*) FILTER (action IN ('report_run', 'export')) AS report,
-            count(*) FILTER (api_type ILIKE 'bulk%' AND action IN ('query', 'create', 'read')) AS bulk_jobs,
-            count(*) FILTER (action = 'export') AS exports,
-            coalesce(sum(rows) FILTER (action = 'export'), 0) AS export_rows,
-            count(*) FILTER (category = 'authentication' AND outcome = 'failure') AS failed_logins
+            count(*) FILTER ({API_READ}) AS api,
+            count(*) FILTER ({UI_VIEW}) AS ui,
+            count(*) FILTER ({REPORT}) AS report,
+            count(*) FILTER ({BULK_JOB}) AS bulk_jobs,
+            count(*) FILTER ({EXPORT}) AS exports,
+            coalesce(sum(rows) FILTER ({EXPORT}), 0) AS export_rows,
+            count(*) FILTER ({FAILED_LOGIN}) AS failed_logins
         FROM ev GROUP BY ALL
     ),
     counts AS (
@@ -99,8 +110,8 @@ def hourly_sql(relation: str, pii_objects: tuple[str, ...] = PII_OBJECTS) -> str
     object_rows AS (
         SELECT identity, hour, 'rows:' || obj AS feature, max(n) AS value FROM (
             SELECT identity, hour, source,
-                CASE WHEN object IN {_in(pii_objects)} THEN object ELSE 'other' END AS obj, sum(rows) AS n
-            FROM ev WHERE {reads} AND rows > 0 GROUP BY ALL
+                CASE WHEN object IN {sql_in(pii_objects)} THEN object ELSE 'other' END AS obj, sum(rows) AS n
+            FROM ev WHERE {READS} AND rows > 0 GROUP BY ALL
         ) GROUP BY ALL
     )
     SELECT identity, hour, feature, CAST(value AS BIGINT) AS value FROM counts WHERE value > 0
@@ -112,15 +123,12 @@ def facts_sql(relation: str) -> str:
     successful events of ``relation`` (shaped by :func:`projection_sql`). Kinds: ``ip``, ``asn``,
     ``country``, ``app``, ``user_agent``, ``channel`` (``api``, ``bulk``, ``ui`` or ``report``: how the
     identity reached the data) and ``hour`` (the UTC hour of day it was active)."""
-    reads = f"action IN {_in(READ_ACTIONS)}"
     return f"""
     WITH pre AS (
         SELECT identity, CAST(time AS DATE) AS date, src_ip AS ip, CAST(src_asn AS VARCHAR) AS asn,
             src_country AS country, app, user_agent,
-            CASE WHEN api_type ILIKE 'bulk%' THEN 'bulk'
-                 WHEN action IN ('report_run', 'export') THEN 'report'
-                 WHEN {reads} AND api_type IS NOT NULL AND api_type NOT IN ('UI', 'Report') THEN 'api'
-                 WHEN action IN ('view', 'list_view') OR api_type = 'UI' THEN 'ui' END AS channel,
+            CASE WHEN api_type ILIKE 'bulk%' THEN 'bulk' WHEN {REPORT} THEN 'report' WHEN {API_READ} THEN 'api'
+                 WHEN {UI_VIEW} THEN 'ui' END AS channel,
             strftime(time, '%H') AS hour,
             min(time) AS first_time, max(time) AS last_time, count(*) AS n
         FROM {relation} WHERE outcome IS DISTINCT FROM 'failure'

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from crmguard.alerts.store import Store, StoreResult
 from crmguard.anomaly.alerting import find_anomalies
-from crmguard.anomaly.score import FLOORS, Settings, _quantile_sql
+from crmguard.anomaly.score import Settings, quantile_sql, scored_features_sql
 from crmguard.anomaly.store import BaselineStore, UpdateResult
 from crmguard.engine.run import Alert
 from crmguard.errors import CrmguardError
@@ -90,11 +90,7 @@ def run_baselines(con: duckdb.DuckDBPyConnection, lake: Lake, state: Path | None
     store = BaselineStore(lake)
     if directory is not None:
         store.set_peers(read_directory(directory))
-    events_sql = _view_sql(con, "events")
-    try:
-        update = store.update(con, full=full, intel=intel)
-    finally:  # the update points `events` at the days it rebuilds
-        con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {events_sql}")
+    update = store.update(con, full=full, intel=intel)
     store.register(con)
     days = scorable_days(store, settings, since, until) if score else []
     if since is None and until is None and not full:
@@ -110,11 +106,6 @@ def run_baselines(con: duckdb.DuckDBPyConnection, lake: Lake, state: Path | None
         finally:
             alert_store.close()
     return BaselineResult(update, days, alerts, stored)
-
-
-def _view_sql(con: duckdb.DuckDBPyConnection, name: str) -> str:
-    [(sql,)] = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = ? AND temporary", [name]).fetchall()
-    return sql[sql.upper().index(" AS ") + 4:].rstrip(";")
 
 
 def profile(con: duckdb.DuckDBPyConnection, store: BaselineStore, identity: str, days: int = 30,
@@ -135,12 +126,12 @@ def profile(con: duckdb.DuckDBPyConnection, store: BaselineStore, identity: str,
     cut = last - dt.timedelta(hours=recent_hours)
     start = cut - dt.timedelta(days=days)
     q = settings.quantile
-    scored = "(feature LIKE 'rows:%' OR feature IN (" + ", ".join(f"'{k}'" for k in FLOORS if k != "rows:*") + "))"
+    scored = scored_features_sql()
     [(hours, active_days)] = con.execute(
         "SELECT count(*), count(DISTINCT CAST(hour AS DATE)) FROM hourly WHERE identity = ? AND feature = 'events' "
         "AND hour >= ? AND hour <= ?", [who, start, cut]).fetchall()
     normal = con.execute(
-        f"""SELECT feature, {_quantile_sql("list_sort(list(value))", "count(*)", str(hours or 1), q)} AS own_hour_p99,
+        f"""SELECT feature, {quantile_sql("list_sort(list(value))", "count(*)", str(hours or 1), q)} AS own_hour_p99,
             max(value) AS own_hour_max, count(*) AS hours_with
         FROM hourly WHERE identity = ? AND hour >= ? AND hour <= ? AND {scored} GROUP BY feature ORDER BY feature""",
         [who, start, cut]).fetchall()

@@ -83,12 +83,13 @@ def _floor_sql(feature: str = "feature") -> str:
     return f"CASE {cases} END"
 
 
-def _scored_features_sql(feature: str = "feature") -> str:
+def scored_features_sql(feature: str = "feature") -> str:
+    """SQL predicate: ``feature`` is one of the scored features (rows per object and :data:`FLOORS`)."""
     names = ", ".join(f"'{k}'" for k in FLOORS if k != "rows:*")
     return f"({feature} LIKE 'rows:%' OR {feature} IN ({names}))"
 
 
-def _quantile_sql(values: str, nonzero: str, active: str, q: float) -> str:
+def quantile_sql(values: str, nonzero: str, active: str, q: float) -> str:
     """The ``q`` quantile (discrete) of ``active`` observations of which ``nonzero`` are the sorted
     list ``values`` and the rest are zero."""
     rank = f"CAST(ceil({q} * {active}) - ({active} - {nonzero}) AS BIGINT)"
@@ -103,7 +104,7 @@ def score_day_sql(day: dt.date, s: Settings) -> str:
     d0 = f"TIMESTAMPTZ '{day.isoformat()} 00:00:00+00'"
     h0 = f"({d0} - INTERVAL {s.history_days} DAY)"
     d1 = f"({d0} + INTERVAL 1 DAY)"
-    scored = _scored_features_sql()
+    scored = scored_features_sql()
     q = s.quantile
     return f"""
     WITH hist AS MATERIALIZED (SELECT * FROM hourly WHERE hour >= {h0} AND hour < {d0}),
@@ -125,12 +126,12 @@ def score_day_sql(day: dt.date, s: Settings) -> str:
         FROM hist WHERE {scored} GROUP BY identity, CAST(hour AS DATE), feature
     ),
     own AS (
-        SELECT h.identity, h.feature, {_quantile_sql("list_sort(list(h.value))", "count(*)", "any_value(a.hours)", q)} AS q_hour
+        SELECT h.identity, h.feature, {quantile_sql("list_sort(list(h.value))", "count(*)", "any_value(a.hours)", q)} AS q_hour
         FROM hist h JOIN active a USING (identity) WHERE {scored} AND a.days >= {s.min_history_days}
         GROUP BY h.identity, h.feature
     ),
     own_day AS (
-        SELECT h.identity, h.feature, {_quantile_sql("list_sort(list(h.value))", "count(*)", "any_value(a.days)", q)} AS q_day
+        SELECT h.identity, h.feature, {quantile_sql("list_sort(list(h.value))", "count(*)", "any_value(a.days)", q)} AS q_day
         FROM hist_day h JOIN active a USING (identity) WHERE a.days >= {s.min_history_days}
         GROUP BY h.identity, h.feature
     ),
@@ -138,12 +139,12 @@ def score_day_sql(day: dt.date, s: Settings) -> str:
         SELECT g.grp, sum(a.hours) AS hours, sum(a.days) AS days FROM active a JOIN groups g USING (identity) GROUP BY ALL
     ),
     peer AS (
-        SELECT g.grp, h.feature, {_quantile_sql("list_sort(list(h.value))", "count(*)", "any_value(ga.hours)", q)} AS q_hour
+        SELECT g.grp, h.feature, {quantile_sql("list_sort(list(h.value))", "count(*)", "any_value(ga.hours)", q)} AS q_hour
         FROM hist h JOIN groups g USING (identity) JOIN group_active ga USING (grp) WHERE {scored}
         GROUP BY g.grp, h.feature
     ),
     peer_day AS (
-        SELECT g.grp, h.feature, {_quantile_sql("list_sort(list(h.value))", "count(*)", "any_value(ga.days)", q)} AS q_day
+        SELECT g.grp, h.feature, {quantile_sql("list_sort(list(h.value))", "count(*)", "any_value(ga.days)", q)} AS q_day
         FROM hist_day h JOIN groups g USING (identity) JOIN group_active ga USING (grp) GROUP BY g.grp, h.feature
     ),
     cur_scored AS (

@@ -185,8 +185,8 @@ class BaselineStore:
         end = dt.datetime.fromisoformat(days[-1]).replace(tzinfo=dt.UTC) + dt.timedelta(days=1)
         con.execute(f"CREATE OR REPLACE TEMP VIEW day_files AS {self.lake.events_sql(self._day_files(days))}")
         source = intel.enrich_sql(con, "day_files") if intel is not None and not intel.empty else "SELECT * FROM day_files"
-        con.execute(f"CREATE OR REPLACE TEMP VIEW events AS {source}")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE day_events AS {projection_sql(start, end)}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW day_enriched AS {source}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE day_events AS {projection_sql('day_enriched', start, end)}")
         [(n_events,)] = con.execute("SELECT count(*) FROM day_events").fetchall()
         counts = []
         staging = self.root / f".staging-{uuid.uuid4().hex}"

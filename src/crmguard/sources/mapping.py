@@ -55,15 +55,6 @@ def csv_source(header: list[str] | tuple[str, ...], reader: str) -> str:
     return f"(SELECT to_json(r)::VARCHAR AS __raw, r.file_index::BIGINT AS __file, {cols} FROM {reader} AS r)"
 
 
-def json_field(column: str) -> Field:
-    """Accessor for JSON records held in VARCHAR/JSON column ``column``."""
-
-    def field(path: str) -> str:
-        return f"blank_null(json_extract_string({column}, {json_path(path)}))"
-
-    return field
-
-
 def split_lets(exprs: dict[str, str]) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """Split a mapping's expressions into its lets (``__<name>`` entries, in order) and the rest."""
     lets = [(k, v) for k, v in exprs.items() if k.startswith("__")]
