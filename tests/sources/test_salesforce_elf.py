@@ -211,3 +211,24 @@ def test_apex_rows_as_json(events, one) -> None:
     assert (callout["uri"], callout["outcome"], callout["bytes"]) == ("https://temp.website.here.sh/odata/Random", "success", 61)
     execution = one(rows, event_type="ApexExecution")
     assert (execution["uri"], execution["outcome"], execution["record_id"]) == ("/home/home.jsp", "unknown", "AQB00530000009M943")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("20250303153858.731", ts(2025, 3, 3, 15, 38, 58, 731000)),  # ELF TIMESTAMP
+        (" 20250303153858 ", ts(2025, 3, 3, 15, 38, 58)),
+        ("2025-03-03T15:38:58.731Z", ts(2025, 3, 3, 15, 38, 58, 731000)),  # TIMESTAMP_DERIVED
+        ("2025-03-03 15:38:58.7", ts(2025, 3, 3, 15, 38, 58, 700000)),
+        ("2025-03-03T15:38:58+02:00", ts(2025, 3, 3, 13, 38, 58)),
+        ("2025-03-03T15:38:58.123+0530", ts(2025, 3, 3, 10, 8, 58, 123000)),
+        ("2025-03-03", None),  # a date is not a moment
+        ("2025-13-03T15:38:58Z", None),
+        ("20251303153858.731", None),
+        ("1700-01-01T00:00:00Z", None),  # outside 1990..2100: impossible
+        ("garbage", None),
+        ("", None),
+    ],
+)
+def test_timestamps_parse_in_every_style_salesforce_writes(text: str, expected: datetime | None) -> None:
+    assert connect().execute("SELECT parse_ts(?)", [text]).fetchall()[0][0] == expected

@@ -49,11 +49,12 @@ MACROS: tuple[str, ...] = (
     "ELSE NULL END)[1]",
     # ELF TIMESTAMP (20250401123456.789), ISO 8601 with or without zone, and
     # 'YYYY-MM-DD HH:MM:SS.fff'; anything else, or outside 1990..2100, is impossible (NULL).
-    "CREATE OR REPLACE MACRO parse_ts_any(arg) AS list_transform([trim(arg)], lambda x: coalesce("
-    "CAST(try_strptime(x, '%Y%m%d%H%M%S.%g') AS TIMESTAMPTZ), "
-    "CAST(try_strptime(x, '%Y%m%d%H%M%S') AS TIMESTAMPTZ), "
-    "CASE WHEN regexp_full_match(x, '\\d{4}-\\d{2}-\\d{2}[T ][0-9:.]+(Z|[+-]\\d{2}:?\\d{2})?') "
-    "THEN try_cast(x AS TIMESTAMPTZ) END))[1]",
+    # The dash test first: a failed strptime costs ten times a LIKE, and most stamps are ISO.
+    "CREATE OR REPLACE MACRO parse_ts_any(arg) AS list_transform([trim(arg)], lambda x: CASE "
+    "WHEN x LIKE '____-__-__%' THEN CASE "
+    "WHEN regexp_full_match(x, '\\d{4}-\\d{2}-\\d{2}[T ][0-9:.]+(Z|[+-]\\d{2}:?\\d{2})?') "
+    "THEN try_cast(x AS TIMESTAMPTZ) END "
+    "ELSE CAST(try_strptime(x, ['%Y%m%d%H%M%S.%g', '%Y%m%d%H%M%S']) AS TIMESTAMPTZ) END)[1]",
     # No subquery here: it would turn every mapping into a join and stop DuckDB streaming.
     "CREATE OR REPLACE MACRO parse_ts(x) AS list_transform([parse_ts_any(x)], lambda t: CASE "
     "WHEN t >= TIMESTAMPTZ '1990-01-01 00:00:00+00' AND t < TIMESTAMPTZ '2100-01-01 00:00:00+00' THEN t END)[1]",

@@ -246,9 +246,9 @@ class FileStager:
         selects = []
         for m in JSON_FORMATS:
             if m.SOURCE in kinds:
-                extraction, lets, select = json_select(m.MAPPING, "root")
-                records = with_lets(f"(SELECT *, {extraction} FROM (SELECT *, {m.JSON_ROOT} AS root "
-                                    f"FROM (SELECT *, txt AS rec FROM jk WHERE kind = '{m.SOURCE}')))", lets)
+                fields, select = json_select(m.MAPPING, "root")
+                records = fields(f"(SELECT *, {m.JSON_ROOT} AS root "
+                                 f"FROM (SELECT *, txt AS rec FROM jk WHERE kind = '{m.SOURCE}'))")
                 selects.append(with_event_id(m.SOURCE,
                     f"SELECT {select}, json(txt)::VARCHAR AS raw, {names}[_file + 1] AS log_file, _line, _record, _file "
                     f"FROM {records}"))
