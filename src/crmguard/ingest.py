@@ -80,12 +80,25 @@ class IngestSummary:
         }
 
 
+def ingest_connection(lake: Lake) -> DuckDBPyConnection:
+    """Return a DuckDB connection set up for ingesting into ``lake`` (memory cap, spill folder under
+    the lake, macros). :func:`ingest` opens one per call; a caller that ingests every second (the
+    watcher) keeps one and passes it, saving its set-up each time."""
+    lake.root.mkdir(parents=True, exist_ok=True)
+    (lake.root / "_tmp").mkdir(exist_ok=True)
+    con = connect(memory_limit="1GB", temp_dir=str(lake.root / "_tmp"))
+    # A batch's queries run for seconds: DuckDB's own progress bar would cut through the caller's.
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 def ingest(
     paths: list[str],
     lake: Lake,
     *,
     encoding: str | None = None,
     on_file: Callable[[FileResult], None] | None = None,
+    con: DuckDBPyConnection | None = None,
 ) -> IngestSummary:
     """Ingest every file under ``paths`` (files, folders, globs; plain or gzip) into ``lake``.
 
@@ -95,28 +108,29 @@ def ingest(
     two files of a batch is stored once, credited to the earlier file.
 
     ``encoding`` overrides the detected text encoding (e.g. ``latin-1``); ``on_file`` is called
-    with each file's result once its batch is done (for progress). Returns the
+    with each file's result once its batch is done (for progress); ``con``, a connection from
+    :func:`ingest_connection` to reuse (it stays open). Returns the
     :class:`IngestSummary`, files in input order. Raises ``SourceParseError`` only when a path
     matches no file.
     """
     files = expand(paths)
     summary = IngestSummary()
-    lake.root.mkdir(parents=True, exist_ok=True)
-    (lake.root / "_tmp").mkdir(exist_ok=True)
-    con = connect(memory_limit="1GB", temp_dir=str(lake.root / "_tmp"))
-    # A batch's queries run for seconds: DuckDB's own progress bar would cut through the caller's.
-    con.execute("SET enable_progress_bar = false")
-    create_staging(con)
-    order = {str(path): n for n, path in enumerate(files)}
-    for batch in batches(files, encoding):
-        for result in _ingest_batch(con, lake, batch, encoding):
-            for source, c in result.by_source.items():
-                summary.by_source.setdefault(source, Counts()).add(c)
-            summary.total.add(result.counts)
-            summary.files.append(result)
-            if on_file:
-                on_file(result)
-    con.close()
+    own = con is None
+    con = ingest_connection(lake) if con is None else con
+    try:
+        create_staging(con)
+        order = {str(path): n for n, path in enumerate(files)}
+        for batch in batches(files, encoding):
+            for result in _ingest_batch(con, lake, batch, encoding):
+                for source, c in result.by_source.items():
+                    summary.by_source.setdefault(source, Counts()).add(c)
+                summary.total.add(result.counts)
+                summary.files.append(result)
+                if on_file:
+                    on_file(result)
+    finally:
+        if own:
+            con.close()
     summary.files.sort(key=lambda f: order[f.path])
     return summary
 

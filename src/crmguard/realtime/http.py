@@ -50,7 +50,7 @@ class Recogniser:
         self.con = duckdb.connect()
         self.lock = threading.Lock()
         shapes = " ".join(f"WHEN {m.JSON_SHAPE} THEN '{m.SOURCE}'" for m in JSON_FORMATS)
-        self.sql = f"SELECT CASE {shapes} END FROM (SELECT rec, json_keys(rec) AS keys FROM (SELECT ?::VARCHAR AS rec))"
+        self.sql = f"SELECT CASE {shapes} END FROM (SELECT ?::VARCHAR AS rec)"
 
     def source(self, record: bytes) -> str | None:
         """The ``source`` of the format that recognises ``record`` (JSON text), or None."""

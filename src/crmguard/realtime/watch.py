@@ -32,7 +32,7 @@ from pathlib import Path
 from crmguard.alerts.store import Store
 from crmguard.engine.rules import Rule, load_rules
 from crmguard.errors import CrmguardError
-from crmguard.ingest import ingest
+from crmguard.ingest import ingest, ingest_connection
 from crmguard.lake import Lake
 from crmguard.realtime.matches import MatchCache
 from crmguard.realtime.metrics import Metrics
@@ -86,6 +86,7 @@ class Watcher:
         self.correlation_ids = [r.id for r in self.rules if r.correlation]
         self.metrics = Metrics()
         self.cache = MatchCache(self.lake, self.rules, options.intel_dir)
+        self.ingest_con = ingest_connection(self.lake)
         self.processed: set[str] = set()
         self.wake = threading.Event()
         self.delivered = threading.Event()
@@ -175,7 +176,7 @@ class Watcher:
                         out.write(fh.read())
             paths.append(str(combined))
         try:
-            summary = ingest(paths, self.lake)
+            summary = ingest(paths, self.lake, con=self.ingest_con)
         finally:
             if combined is not None:
                 combined.unlink(missing_ok=True)
@@ -344,3 +345,4 @@ class Watcher:
         """Release the state DB and the in-memory cache."""
         self.progress.close()
         self.cache.close()
+        self.ingest_con.close()

@@ -2,8 +2,9 @@
 
 Every format module exposes ``SOURCE`` (its ``source`` value), ``MAPPING`` (a
 :class:`~crmguard.sources.mapping.SourceMapping`) and, for JSON records, ``JSON_SHAPE`` (a SQL
-predicate over the record ``rec`` and its top-level key list ``keys`` = ``json_keys(rec)``,
-recognising the format; keys are read once per record, so shapes test them rather than re-parse) and ``JSON_ROOT`` (the SQL expression of
+predicate over the record's text ``rec``, a valid JSON object, recognising the format: built from
+:func:`~crmguard.sources.mapping.has_key`, which tests the text before parsing it) and
+``JSON_ROOT`` (the SQL expression of
 the object the mapping reads, e.g. a streaming envelope's payload). Adding a format means adding a
 sibling module and listing it in :data:`JSON_FORMATS` / the CSV detection in
 :mod:`crmguard.sources.staging`.

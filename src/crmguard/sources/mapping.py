@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from crmguard.schema import COLUMNS, duckdb_type
-from crmguard.sources.sql import ident, json_path
+from crmguard.sources.sql import ident, json_path, sql_str
 
 Field = Callable[[str], str]
 """Field accessor: vendor field name (dotted for nested JSON) -> SQL expression (VARCHAR or NULL)."""
@@ -33,6 +33,18 @@ class SourceMapping:
 
     source: str
     build: Callable[[Field], dict[str, str]]
+
+
+def has_key(*path: str) -> str:
+    """SQL predicate: the JSON object ``rec`` has the key ``path`` (nested keys as several
+    arguments), whatever its value.
+
+    A substring test on the text comes first: it rules out most records of other formats for a
+    fraction of the cost of parsing them (recognising a record's format was a fifth of JSON ingest
+    when it listed every record's keys). It assumes the key is written as plain text, not with
+    ``\\u`` escapes, as every log producer writes its keys.
+    """
+    return f"""(contains(rec, '"{sql_str(path[-1])}"') AND json_exists(rec, {json_path('.'.join(path))}))"""
 
 
 def csv_field(header: list[str] | tuple[str, ...]) -> Field:

@@ -7,7 +7,10 @@ styles), so they are vectorised and defined once.
 
 from __future__ import annotations
 
+import warnings
+
 import duckdb
+import pyarrow as pa
 
 from crmguard.sources.countries import macro_sql as _country_macro
 
@@ -84,6 +87,19 @@ def connect(threads: int | None = None, memory_limit: str | None = None, temp_di
     for macro in MACROS:
         con.execute(macro)
     return con
+
+
+def arrow_table(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
+    """Run ``query`` on ``con`` once and return every row as an Arrow table.
+
+    ``con.sql(query).to_arrow_table()`` binds the query twice (to describe the relation, then to
+    run it); for a source mapping's SELECT, whose expressions are large, that second bind costs more
+    than the extra copy of the rows the DB-API path makes (about 15% of a 20,000-record batch), so
+    DuckDB's advice to prefer the relation is silenced here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
+        return con.execute(query).to_arrow_table()
 
 
 def sql_str(text: str) -> str:

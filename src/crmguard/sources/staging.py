@@ -37,7 +37,7 @@ from crmguard.sources.mapping import (
     with_lets,
 )
 from crmguard.sources.salesforce import audit_trail, elf
-from crmguard.sources.sql import ident, sql_list, sql_str
+from crmguard.sources.sql import arrow_table, ident, sql_list, sql_str
 
 NDJSON_BLOCK = 8 << 20
 JSON_CHUNK_BYTES = 64 << 20
@@ -149,10 +149,11 @@ class FileStager:
         self.con.register("jb_arrow", lines)
         try:
             # The original bytes are kept only where they are not text (they are quarantined as such).
+            # Decoded once; a line of blanks (no non-space character) is no record.
             return self._stage_json_records(
-                "(SELECT _file, _line, 0 AS _base, CASE WHEN _split_error THEN NULL ELSE TRY(decode(text)) END AS txt, "
-                "CASE WHEN _split_error OR TRY(decode(text)) IS NULL THEN text END AS _bytes FROM jb_arrow "
-                "WHERE _split_error OR length(trim(TRY(decode(text)))) > 0 OR TRY(decode(text)) IS NULL)",
+                "(SELECT _file, _line, 0 AS _base, txt, CASE WHEN txt IS NULL THEN text END AS _bytes FROM "
+                "(SELECT *, CASE WHEN NOT _split_error THEN TRY(decode(text)) END AS txt FROM jb_arrow) "
+                "WHERE _split_error OR txt IS NULL OR regexp_matches(txt, '\\S'))",
                 has_records,
             )
         finally:
@@ -224,15 +225,16 @@ class FileStager:
                       FROM {jb})"""
             if has_records else f"SELECT _file, _line, txt, _base + 1 AS _record, _bytes FROM {jb}"
         )
-        # Only jk is materialised, with one copy of each record's text: records can be large.
+        # Only jk is materialised, with one copy of each record's text: records can be large. Valid
+        # JSON is an object exactly when its first non-blank character is a brace (no second parse).
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE jk AS
             SELECT _file, _line, _record, txt, _bytes, err, CASE {shapes} END AS kind
-            FROM (SELECT *, json_keys(rec) AS keys FROM (SELECT *, CASE WHEN err IS NULL THEN txt END AS rec
+            FROM (SELECT *, CASE WHEN err IS NULL THEN txt END AS rec
             FROM (SELECT *, CASE WHEN txt IS NULL THEN 'invalid UTF-8: the line is not UTF-8 text (re-run with --encoding)'
                                  WHEN NOT json_valid(txt) THEN 'invalid JSON'
-                                 WHEN json_type(txt) <> 'OBJECT' THEN 'not a JSON object' END AS err
-                  FROM ({records}))))"""
+                                 WHEN NOT regexp_matches(txt, '^\\s*\\{{') THEN 'not a JSON object' END AS err
+                  FROM ({records})))"""
         )
         per_file = con.execute(
             "SELECT _file, count(*), list(DISTINCT kind) FILTER (WHERE kind IS NOT NULL) FROM jk GROUP BY _file"
@@ -252,7 +254,7 @@ class FileStager:
                 selects.append(with_event_id(m.SOURCE,
                     f"SELECT {select}, json(txt)::VARCHAR AS raw, {names}[_file + 1] AS log_file, _line, _record, _file "
                     f"FROM {records}"))
-        chunk = con.sql(" UNION ALL ".join(selects)).to_arrow_table() if selects else _empty_chunk(con)
+        chunk = arrow_table(con, " UNION ALL ".join(selects)) if selects else _empty_chunk(con)
         con.execute(
             f"""INSERT INTO qstaged SELECT {names}[_file + 1], _line, _record, NULL, NULL,
                    coalesce(err, '{UNRECOGNISED}'), coalesce(txt, CAST(_bytes AS VARCHAR))
@@ -302,15 +304,18 @@ class FileStager:
         cursor.execute("SET disabled_optimizers = 'in_clause'")
         cursor.execute("SET enable_progress_bar = false")
         lets, exprs = split_lets(mapping.build(csv_field(header)))
-        stream = cursor.sql(with_event_id(mapping.source,
-            f"SELECT {select_list(exprs)}, "
-            f"__raw AS raw, {names}[{to_batch}[__file + 1] + 1] AS log_file, NULL::BIGINT AS _line, "
-            f"{to_batch}[__file + 1] AS _file FROM {with_lets(csv_source(header, reader), lets)} AS src"
-        )).to_arrow_reader(CHUNK_ROWS)
-        # The setting is database-wide: the stream above was planned in order; the lake's writes
-        # that follow need not be (order-preserving COPY is about twice as slow).
-        self.con.execute("SET preserve_insertion_order = false")
-        self.con.execute("SET disabled_optimizers = ''")
+        try:
+            stream = cursor.sql(with_event_id(mapping.source,
+                f"SELECT {select_list(exprs)}, "
+                f"__raw AS raw, {names}[{to_batch}[__file + 1] + 1] AS log_file, NULL::BIGINT AS _line, "
+                f"{to_batch}[__file + 1] AS _file FROM {with_lets(csv_source(header, reader), lets)} AS src"
+            )).to_arrow_reader(CHUNK_ROWS)
+        finally:
+            # The setting is database-wide: the stream above was planned in order; the lake's writes
+            # that follow need not be (order-preserving COPY is about twice as slow), nor the next
+            # batch on a reused connection.
+            self.con.execute("SET preserve_insertion_order = false")
+            self.con.execute("SET disabled_optimizers = ''")
         seen = np.zeros(len(self.files), dtype=np.int64)
         # The reader hands over pieces of a few thousand rows; the lake commits a chunk at a time.
         for table in _rechunk(stream, CHUNK_ROWS):

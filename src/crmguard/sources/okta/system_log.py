@@ -9,11 +9,11 @@ Also reads the Panther-normalised variant whose top-level keys are lower case
 
 from __future__ import annotations
 
-from crmguard.sources.mapping import Field, SourceMapping, first
+from crmguard.sources.mapping import Field, SourceMapping, first, has_key
 
 SOURCE = "okta"
 
-JSON_SHAPE = "list_has_any(keys, ['eventType', 'eventtype'])"
+JSON_SHAPE = f"({has_key('eventType')} OR {has_key('eventtype')})"
 JSON_ROOT = "rec"
 
 _TOP = ("displayMessage", "eventType", "legacyEventType", "authenticationContext", "securityContext", "debugContext")

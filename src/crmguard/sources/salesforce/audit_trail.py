@@ -7,11 +7,11 @@ the snake_case shape some collectors emit (``action``, ``section``, ``sfdc_creat
 
 from __future__ import annotations
 
-from crmguard.sources.mapping import Field, SourceMapping, first
+from crmguard.sources.mapping import Field, SourceMapping, first, has_key
 
 SOURCE = "salesforce_audit"
 
-JSON_SHAPE = "(list_has_all(keys, ['Action', 'Section']) OR list_has_all(keys, ['action', 'section']))"
+JSON_SHAPE = f"(({has_key('Action')} AND {has_key('Section')}) OR ({has_key('action')} AND {has_key('section')}))"
 JSON_ROOT = "rec"
 CSV_COLUMNS = ("Action", "Section")
 """A CSV whose header has these columns (any case) is a SetupAuditTrail export."""

@@ -8,7 +8,7 @@ rows rendered as JSON objects (as other collectors store them).
 
 from __future__ import annotations
 
-from crmguard.sources.mapping import Field, SourceMapping, first
+from crmguard.sources.mapping import Field, SourceMapping, first, has_key
 
 SOURCE = "salesforce_elf"
 
@@ -182,6 +182,6 @@ def build(f: Field) -> dict[str, str]:
 
 MAPPING = SourceMapping(SOURCE, build)
 
-JSON_SHAPE = "list_contains(keys, 'EVENT_TYPE')"
+JSON_SHAPE = has_key("EVENT_TYPE")
 """An ELF row rendered as a JSON object (keys are the CSV header names)."""
 JSON_ROOT = "rec"

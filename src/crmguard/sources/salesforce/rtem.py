@@ -9,14 +9,11 @@ object still gets the generic mapping and keeps its fields in ``raw``.
 
 from __future__ import annotations
 
-from crmguard.sources.mapping import Field, SourceMapping, first
+from crmguard.sources.mapping import Field, SourceMapping, first, has_key
 
 SOURCE = "salesforce_rtem"
 
-JSON_SHAPE = (
-    "(list_has_any(keys, ['EventIdentifier', 'EventDate']) "
-    "OR (list_contains(keys, 'data') AND json_exists(rec, '$.data.payload')))"
-)
+JSON_SHAPE = f"({has_key('EventIdentifier')} OR {has_key('EventDate')} OR {has_key('data', 'payload')})"
 JSON_ROOT = "CASE WHEN json_exists(rec, '$.data.payload') THEN json_extract(rec, '$.data.payload') ELSE rec END"
 
 THREAT_TYPES = ("ApiAnomalyEvent", "ReportAnomalyEvent", "CredentialStuffingEvent", "SessionHijackingEvent",
