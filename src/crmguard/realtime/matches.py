@@ -81,22 +81,18 @@ class MatchCache:
         if not files:
             return NewEvents(0, None, None, 0)
         mark = f"TIMESTAMPTZ '{watermark.isoformat()}'" if watermark else "NULL"
-        # Read (and enrich) the files once; the counts, the candidates and the identities come from
-        # that copy, and each rule's condition is tested only on the rows some condition holds for.
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_rows AS SELECT *, ({self.hit}) AS __hit FROM fresh")
-        flags = "".join(f", bool_or(coalesce(({r.condition}), false)) FILTER (WHERE __hit)" for r in self.detections)
+        flags = "".join(f", bool_or(coalesce(({r.condition}), false))" for r in self.detections)
         if self.keep_all:
             flags = "".join(", true" for _ in self.detections)
         n, lo, hi, late, *hit = self.con.execute(
-            f"SELECT count(*), min(time), max(time), count(*) FILTER (WHERE time < {mark}){flags} FROM fresh_rows"
+            f"SELECT count(*), min(time), max(time), count(*) FILTER (WHERE time < {mark}){flags} FROM fresh"
         ).fetchall()[0]
         matched = frozenset(r.name for r, h in zip(self.detections, hit, strict=True) if h)
-        self.con.execute("INSERT INTO cand SELECT * EXCLUDE (__hit) FROM fresh_rows WHERE __hit")
+        self.con.execute(f"INSERT INTO cand SELECT * FROM fresh WHERE {self.hit}")
         self.con.execute(
-            "INSERT INTO idents SELECT * EXCLUDE (__hit) FROM fresh_rows WHERE user_id IS NOT NULL AND username IS NOT NULL "
+            "INSERT INTO idents SELECT * FROM fresh WHERE user_id IS NOT NULL AND username IS NOT NULL "
             "QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY time DESC, event_id) = 1"
         )
-        self.con.execute("DROP TABLE fresh_rows")
         # Keep one identity row per user id: its latest event (the engine's arg_max(username, time)).
         self.con.execute(
             "DELETE FROM idents WHERE rowid IN (SELECT rowid FROM (SELECT rowid, row_number() OVER "
