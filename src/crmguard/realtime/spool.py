@@ -123,13 +123,15 @@ class Spool:
             _fsync_dir(self.ready)
         return claimed
 
-    def pending(self, limit_bytes: int | None = None) -> list[SpoolFile]:
+    def pending(self, limit_bytes: int | None = None, skip: set[str] | frozenset[str] = frozenset()) -> list[SpoolFile]:
         """Return the files in ``ready/`` in arrival order (at least one, and then only as many as
-        fit in ``limit_bytes`` when given)."""
+        fit in ``limit_bytes`` when given), leaving out the receipts in ``skip``."""
         files = []
         total = 0
         for p in sorted(self.ready.iterdir()):
             arrived_ns, _, rest = p.name.partition("-")
+            if rest.split(".", 1)[0] in skip:
+                continue
             try:
                 size = p.stat().st_size
             except FileNotFoundError:

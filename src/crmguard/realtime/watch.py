@@ -16,18 +16,26 @@ One batch, in this order (the order is what makes kill -9 safe):
 
 A crash before 5 replays the batch after restart; a crash after 5 leaves only spool files whose
 receipts are recorded, which the restart deletes.
+
+The long-running loop (:meth:`Watcher.run`) pipelines the two halves: one thread does 1-2 for the
+next inputs while the other does 3-6 for the last ones. That changes no step's order for a given
+batch: a batch's inputs stay in the spool until the evaluation that commits it, so a crash while
+the next batch is being ingested replays it (its events are duplicates, its lake files still
+unevaluated) exactly as a crash in step 2 does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import queue
 import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from crmguard.alerts.store import Store
 from crmguard.engine.rules import Rule, load_rules
@@ -40,10 +48,26 @@ from crmguard.realtime.progress import BatchRecord, Progress
 from crmguard.realtime.spool import Spool, SpoolFile
 from crmguard.realtime.window import lookback, superseded, to_store, window_start
 
+T = TypeVar("T")
+
 KILL_AT_ENV = "CRMGUARD_WATCH_KILL_AT"
 """Test hook: ``<stage>:<n>`` makes the process SIGKILL itself at ``stage`` of the n-th batch it
 runs since it started (stages: ``ingested``, ``stored``, ``committed``), to prove crash safety at
 exact points."""
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """The first half of a batch: spooled inputs ingested into the lake, not yet evaluated."""
+
+    inputs: list[SpoolFile]
+    duplicates: int
+    detail: dict[str, object]
+    started: float
+    seconds: float
+    lake_files: list[str]
+    """The lake's event files when the ingest ended: evaluating them leaves out files of an ingest
+    still running."""
 
 
 @dataclass
@@ -88,6 +112,11 @@ class Watcher:
         self.cache = MatchCache(self.lake, self.rules, options.intel_dir)
         self.ingest_con = ingest_connection(self.lake)
         self.processed: set[str] = set()
+        self._held: set[str] = set()
+        """Receipts of spooled inputs an ingest has taken and no committed batch has recorded yet."""
+        self._lock = threading.Lock()
+        self._ingesting = threading.Event()
+        self._ingests = 0
         self.wake = threading.Event()
         self.delivered = threading.Event()
         self._recovered = False
@@ -116,9 +145,44 @@ class Watcher:
         batch (engine, lake) propagates and nothing is recorded, so the next step retries it."""
         if not self._recovered:
             self.recover()
+        inputs = self._take()
+        ingested = [self.ingest_inputs(inputs)] if inputs else []
+        return self.evaluate(ingested)
+
+    def _take(self) -> list[SpoolFile]:
+        """Claim the inbox's new files and return the spooled inputs to ingest next (not those an
+        earlier ingest already holds)."""
         if self.options.inbox is not None:
             self.spool.claim(self.options.inbox, self.options.inbox_min_age_s)
-        inputs = self.spool.pending(self.options.max_batch_bytes)
+        with self._lock:
+            inputs = self.spool.pending(self.options.max_batch_bytes, skip=self._held)
+            self._held |= {f.receipt for f in inputs}
+        return inputs
+
+    def ingest_inputs(self, inputs: list[SpoolFile]) -> Ingested:
+        """First half of a batch: ingest ``inputs`` into the lake (what :meth:`evaluate` then
+        scans). On an error nothing of it is recorded and the inputs are released for a retry."""
+        started = time.time()
+        try:
+            record = BatchRecord(started=started, inputs=len(inputs))
+            duplicates = self._ingest(inputs, record)
+        except BaseException:
+            self._release(inputs)
+            raise
+        self._ingests += 1
+        _kill_point("ingested", self._ingests)
+        return Ingested(inputs, duplicates, record.detail, started, time.time() - started, self.lake.event_files())
+
+    def _release(self, inputs: list[SpoolFile]) -> None:
+        with self._lock:
+            self._held -= {f.receipt for f in inputs}
+
+    def evaluate(self, ingested: list[Ingested]) -> BatchRecord | None:
+        """Second half of a batch: scan the lake files not yet evaluated (those of ``ingested``, and
+        any an earlier ingest or a crashed run wrote), run the rules, store and hand over the alerts,
+        then record the batch (files and the inputs of ``ingested``) and delete its inputs. Returns
+        None when there was nothing to do."""
+        inputs = [f for item in ingested for f in item.inputs]
         unseen = [f for f in self.lake.event_files() if f not in self.processed]
         if not inputs and not unseen:
             self._baselines_if_due()
@@ -126,18 +190,28 @@ class Watcher:
             return None
         batch_id = self.progress.next_batch()
         self._steps += 1
-        record = BatchRecord(started=time.time(), inputs=len(inputs))
-        duplicates = self._ingest(inputs, record)
-        _kill_point("ingested", self._steps)
-        timings = {"ingest_s": time.time() - record.started}
-        new_files = [f for f in self.lake.event_files() if f not in self.processed]
+        started = min((item.started for item in ingested), default=time.time())
+        record = BatchRecord(started=started, inputs=len(inputs))
+        for item in ingested:
+            for key, value in item.detail.items():
+                if isinstance(value, dict) and isinstance(record.detail.get(key), dict):
+                    record.detail[key] = {k: record.detail[key].get(k, 0) + v for k, v in value.items()}  # type: ignore[union-attr]
+                elif isinstance(value, list) and isinstance(record.detail.get(key), list):
+                    record.detail[key] = record.detail[key] + value  # type: ignore[operator]
+                else:
+                    record.detail[key] = value
+        duplicates = sum(item.duplicates for item in ingested)
+        timings = {"ingest_s": sum(item.seconds for item in ingested)}
+        began = time.time()
+        listed = ingested[-1].lake_files if ingested else self.lake.event_files()
+        new_files = [f for f in listed if f not in self.processed]
         new = self.cache.add(new_files, self.progress.watermark())
-        timings["scan_s"] = time.time() - record.started - sum(timings.values())
+        timings["scan_s"] = time.time() - began
         record.events, record.late, record.min_new, record.max_new = new.count, new.late, new.min_time, new.max_time
         saved_ids: list[str] = []
         if new.min_time is not None:
             saved_ids = self._detect(new.min_time, self.cache.affected(new.matched), record)
-        timings["rules_s"] = time.time() - record.started - sum(timings.values())
+        timings["rules_s"] = time.time() - began - timings["scan_s"]
         record.detail["timings"] = {k: round(v, 3) for k, v in timings.items()}
         _kill_point("stored", self._steps)
         if saved_ids and self.options.sinks is not None:
@@ -151,6 +225,7 @@ class Watcher:
         self._baselines_if_due()
         self.processed.update(new_files)
         self.spool.remove(inputs)
+        self._release(inputs)
         lag = max((record.done - f.arrived for f in inputs), default=0.0)
         self.metrics.batch(record.events, duplicates, record.late, record.created, record.updated,
                            record.done - record.started, lag)
@@ -276,53 +351,130 @@ class Watcher:
 
     def run(self, stop: threading.Event, once: bool = False) -> int:
         """Run batches until ``stop`` is set (finishing the current batch), or, with ``once``,
-        until nothing is waiting. A batch starts ``interval_s`` after the previous one started (at
-        once when that one took longer). Prints a status line every ``status_every_s`` seconds
-        through ``log``. Returns the number of batches run."""
+        until nothing is waiting. Prints a status line every ``status_every_s`` seconds through
+        ``log``. Returns the number of batches run.
+
+        With ``once`` the batches run one after the other (:meth:`step`). Otherwise the loop is a
+        two-stage pipeline: a thread ingests the next inputs (at most one batch ahead, a batch
+        starting ``interval_s`` after the previous one started, or at once when that one took
+        longer) while this thread evaluates the last ones, so the two halves use both cores.
+        Nothing about crash safety changes: an ingested batch is recorded only by the evaluation
+        that commits it, and until then its inputs stay in the spool."""
         if not self._recovered:
             self.recover()
         runs = 0
-        next_status = time.monotonic() + self.options.status_every_s
+        self._next_status = time.monotonic() + self.options.status_every_s
         deliverer = None
         if self.options.sinks is not None and not once:
             deliverer = threading.Thread(target=self._deliver_forever, args=(stop,), name="deliver", daemon=True)
             deliverer.start()
-        while not stop.is_set():
-            began = time.monotonic()
-            try:
-                record = self.step()
-            except Exception as exc:
-                # Whatever stopped the batch (a lake or engine error, a full disk), nothing of it was
-                # recorded: log it, keep serving, retry after the interval. --once reports it instead.
-                if once:
-                    raise
-                self.metrics.batch_errors += 1
-                self.metrics.last_error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CrmguardError) else str(exc)
-                self.log(f"watch: batch failed, will retry: {self.metrics.last_error}")
-                record = None
-            else:
-                self.metrics.last_error = None if record else self.metrics.last_error
-            self.metrics.heartbeat = time.time()
-            if record is not None:
-                runs += 1
-            elif once:
-                break
-            if time.monotonic() >= next_status:
-                self.log(self.metrics.status_line())
-                next_status = time.monotonic() + self.options.status_every_s
-            if once:
-                continue
-            pause = self.options.interval_s - (time.monotonic() - began)
-            if pause > 0:
-                stop.wait(pause)
         if once:
+            while not stop.is_set():
+                record = self._guarded(self.step, once=True)
+                if record is None:
+                    break
+                runs += 1
+                self._status()
             self._baselines_if_due(force=True)
-        if once and self.options.sinks is not None:
-            self._deliver_once()
+            if self.options.sinks is not None:
+                self._deliver_once()
+        else:
+            runs = self._pipeline(stop)
         if deliverer is not None:
             self.delivered.set()
             deliverer.join(timeout=30)
         return runs
+
+    def _pipeline(self, stop: threading.Event) -> int:
+        """The loop of :meth:`run` without ``once``; returns the number of batches evaluated."""
+        ready: queue.Queue[Ingested] = queue.Queue(maxsize=1)
+        ingester = threading.Thread(target=self._ingest_ahead, args=(stop, ready), name="ingest", daemon=True)
+        ingester.start()
+        runs = 0
+        while not stop.is_set():
+            try:
+                items = [ready.get(timeout=self.options.interval_s)]
+            except queue.Empty:
+                if self._ingesting.is_set():
+                    # The ingest under way hands its lake files over when it ends: scanning them
+                    # now would evaluate part of its batch early.
+                    self.metrics.heartbeat = time.time()
+                    self._status()
+                    continue
+                items = []
+            record = self._evaluate_guarded(items)
+            runs += record is not None
+            self._status()
+        ingester.join()
+        # What the ingester finished before stopping is evaluated now rather than at the next start.
+        leftover = []
+        while not ready.empty():
+            leftover.append(ready.get_nowait())
+        if leftover and self._evaluate_guarded(leftover) is not None:
+            runs += 1
+        return runs
+
+    def _ingest_ahead(self, stop: threading.Event, ready: queue.Queue[Ingested]) -> None:
+        """The ingesting stage of :meth:`_pipeline`: ingest what waits in the spool, hand it over."""
+        began = 0.0
+        while not stop.is_set():
+            pause = self.options.interval_s - (time.monotonic() - began)
+            if pause > 0 and stop.wait(pause):
+                break
+            began = time.monotonic()
+            # Set from before the lake is written until the batch is handed over (see _pipeline).
+            self._ingesting.set()
+            try:
+                self._ingest_one(stop, ready)
+            finally:
+                self._ingesting.clear()
+
+    def _ingest_one(self, stop: threading.Event, ready: queue.Queue[Ingested]) -> None:
+        inputs = self._guarded(self._take)
+        if not inputs:
+            return
+        item = self._guarded(lambda: self.ingest_inputs(inputs))
+        if item is None:
+            return
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        # Stopping with the evaluator gone: the inputs stay spooled; the next start takes them.
+        self._release(item.inputs)
+
+    def _evaluate_guarded(self, items: list[Ingested]) -> BatchRecord | None:
+        record = self._guarded(lambda: self.evaluate(items))
+        if record is None and items:
+            # The evaluation failed (with inputs it cannot have had nothing to do): they go back to
+            # the spool's queue, to be ingested again (as duplicates) and committed by a later batch.
+            self._release([f for item in items for f in item.inputs])
+        return record
+
+    def _guarded(self, work: Callable[[], T], once: bool = False) -> T | None:
+        """Run ``work``; an exception (a lake or engine error, a full disk) is logged and counted and
+        gives None: nothing of it was recorded, so it is retried. With ``once`` it propagates."""
+        try:
+            result = work()
+        except Exception as exc:
+            if once:
+                raise
+            self.metrics.batch_errors += 1
+            self.metrics.last_error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CrmguardError) else str(exc)
+            self.log(f"watch: batch failed, will retry: {self.metrics.last_error}")
+            self.metrics.heartbeat = time.time()
+            return None
+        if result:
+            self.metrics.last_error = None
+        self.metrics.heartbeat = time.time()
+        return result
+
+    def _status(self) -> None:
+        if time.monotonic() >= self._next_status:
+            self.log(self.metrics.status_line())
+            self._next_status = time.monotonic() + self.options.status_every_s
 
     def _deliver_once(self, budget_s: float | None = None) -> None:
         from crmguard.sinks.deliver import deliver_due
