@@ -154,10 +154,14 @@ def allowlist_sql(rule: Rule) -> str:
 
 
 def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datetime | None = None,
-              until: dt.datetime | None = None) -> list[Alert]:
+              until: dt.datetime | None = None, starts: dict[str, dt.datetime] | None = None) -> list[Alert]:
     """Evaluate ``rules`` over ``con``'s ``events`` view between ``since`` and ``until`` (UTC,
-    ``until`` exclusive) and return the alerts, sorted by first_seen."""
+    ``until`` exclusive) and return the alerts, sorted by first_seen. ``starts`` (rule name ->
+    time, none before ``since``) lets a rule read less: its matches before its start are left out
+    (the incremental runs of ``watch``, where a one-hour correlation need not re-read the seven days
+    another needs)."""
     prepare_matches(con, rules, since, until)
+    starts = starts or {}
     by_name = {r.name: r for r in rules}
     alerts: list[Alert] = []
     detections: dict[tuple, list[Rule]] = {}
@@ -168,9 +172,9 @@ def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datet
         elif rule.correlation:
             correlations.setdefault((shape(rule.correlation), allowlist_sql(rule)), []).append(rule)
     for batch in detections.values():
-        alerts += _detection_alerts(con, batch, by_name)
+        alerts += _detection_alerts(con, batch, by_name, _start_sql(batch, starts))
     for batch in correlations.values():
-        alerts += _correlation_alerts(con, batch, by_name)
+        alerts += _correlation_alerts(con, batch, by_name, _start_sql(batch, starts, "m."))
     return sorted(alerts, key=lambda a: (a.first_seen, a.rule_id, a.id))
 
 
@@ -190,8 +194,19 @@ def _context(rows_total: object, objects: object, ips: object, apps: object, age
     return {"rows": rows_total, "objects": objects, "src_ips": ips, "apps": apps, "user_agents": agents}
 
 
-def _detection_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name: dict[str, Rule]) -> list[Alert]:
-    """Alerts of detection rules sharing dedup fields, period and threshold, in one query."""
+def _start_sql(batch: list[Rule], starts: dict[str, dt.datetime], prefix: str = "") -> str:
+    """SQL ``AND time >= ...`` for the earliest of ``starts`` of the rules of ``batch`` (empty
+    when one of them has none)."""
+    times = [starts.get(r.name) for r in batch]
+    if not times or None in times:
+        return ""
+    return f" AND {prefix}time >= TIMESTAMPTZ '{min(t for t in times if t is not None).isoformat()}'"
+
+
+def _detection_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name: dict[str, Rule],
+                      start: str = "") -> list[Alert]:
+    """Alerts of detection rules sharing dedup fields, period and threshold, in one query
+    (``start``: an ``AND`` filter on the matches' time)."""
     first = batch[0]
     period = int(first.dedup_period.total_seconds())
     key = _dedup_key_sql(first)
@@ -200,7 +215,7 @@ def _detection_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name
     # reach the threshold: a threshold rule may match a third of all events and alert on few groups.
     # A plain count (an event matches a rule once) finds the candidates; the distinct count confirms.
     rows = con.execute(
-        f"""WITH m AS (SELECT *, {key} AS dkey, floor(epoch(time) / {period}) AS bucket FROM mr WHERE rule IN ({names})),
+        f"""WITH m AS (SELECT *, {key} AS dkey, floor(epoch(time) / {period}) AS bucket FROM mr WHERE rule IN ({names}){start}),
         hot AS (SELECT rule, dkey, bucket FROM m GROUP BY ALL HAVING count(*) >= {first.threshold})
         SELECT rule, dkey, bucket, {_SUMMARY} FROM m SEMI JOIN hot USING (rule, dkey, bucket)
         GROUP BY ALL HAVING count(DISTINCT event_id) >= {first.threshold} ORDER BY first_seen"""
@@ -215,13 +230,15 @@ def _detection_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name
     return out
 
 
-def _correlation_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name: dict[str, Rule]) -> list[Alert]:
-    """Alerts of correlation rules of one shape and allow-list, in one query."""
+def _correlation_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name: dict[str, Rule],
+                        start: str = "") -> list[Alert]:
+    """Alerts of correlation rules of one shape and allow-list, in one query (``start``: an ``AND``
+    filter on the matches' time)."""
     corrs = {r.name: r.correlation for r in batch if r.correlation}
     rows = con.execute(
         f"""SELECT corr, grp, first_seen, last_seen, event_count, event_ids[1:{EVIDENCE_LIMIT}], fired_at, * EXCLUDE
         (corr, grp, first_seen, last_seen, event_count, event_ids, fired_at)
-        FROM ({batch_sql(corrs, where=allowlist_sql(batch[0]), aggregates=_CONTEXT)}) ORDER BY first_seen"""
+        FROM ({batch_sql(corrs, where=allowlist_sql(batch[0]) + start, aggregates=_CONTEXT)}) ORDER BY first_seen"""
     ).fetchall()
     out = []
     for name, grp, first, last, n, ids, fired, actor, rows_total, records, objects, ips, apps, agents in rows:

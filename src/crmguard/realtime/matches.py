@@ -114,16 +114,17 @@ class MatchCache:
             names |= set(c.correlation.rules)  # type: ignore[union-attr]
         return [r for r in self.rules if r.name in names or r in corrs]
 
-    def run(self, since: dt.datetime | None, rules: list[Rule] | None = None) -> list[Alert]:
-        """Run ``rules`` (default: all) over the candidate events at or after ``since``; returns
-        the alerts."""
+    def run(self, since: dt.datetime | None, rules: list[Rule] | None = None,
+            starts: dict[str, dt.datetime] | None = None) -> list[Alert]:
+        """Run ``rules`` (default: all) over the candidate events at or after ``since`` (and, per
+        rule, at or after its time in ``starts``); returns the alerts."""
         if not self.ready:
             return []
         self.con.execute(
             "CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM cand UNION ALL "
             "SELECT * FROM idents i WHERE NOT EXISTS (SELECT 1 FROM cand c WHERE c.event_id = i.event_id)"
         )
-        return run_rules(self.con, self.rules if rules is None else rules, since, None)
+        return run_rules(self.con, self.rules if rules is None else rules, since, None, starts)
 
     def size(self) -> tuple[int, int]:
         """Rows held: (candidate events, identity rows)."""

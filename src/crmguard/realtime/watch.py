@@ -46,7 +46,7 @@ from crmguard.realtime.matches import MatchCache
 from crmguard.realtime.metrics import Metrics
 from crmguard.realtime.progress import BatchRecord, Progress
 from crmguard.realtime.spool import Spool, SpoolFile
-from crmguard.realtime.window import lookback, superseded, to_store, window_start
+from crmguard.realtime.window import lookback, rule_starts, superseded, to_store, window_start
 
 T = TypeVar("T")
 
@@ -277,8 +277,9 @@ class Watcher:
             return []
         span = lookback(rules)
         stored = self.progress.open_episodes(self.correlation_ids, min_new - span)
+        starts = rule_starts(min_new, rules, stored)
         since = window_start(min_new, rules, stored)
-        alerts = to_store(self.cache.run(since, rules), min_new)
+        alerts = to_store(self.cache.run(since, rules, starts), min_new)
         store = Store(self.options.state)
         try:
             result = store.save(alerts)

@@ -51,22 +51,29 @@ def lookback(rules: Iterable[Rule]) -> dt.timedelta:
     return max((r.correlation.timespan for r in rules if r.correlation), default=dt.timedelta(0))
 
 
-def window_start(min_new: dt.datetime, rules: list[Rule], stored: Iterable[StoredEpisode]) -> dt.datetime:
-    """Return the earliest event time a run must read when the new events start at ``min_new``,
-    given the rules and the stored correlation episodes (see the module doc)."""
-    start = min_new
-    spans = {}
+def rule_starts(min_new: dt.datetime, rules: list[Rule], stored: Iterable[StoredEpisode]) -> dict[str, dt.datetime]:
+    """Return, per rule name, the earliest event time that rule's run must read when the new events
+    start at ``min_new``, given the stored correlation episodes (see the module doc). Rules with
+    a short window need not re-read the look-back of the longest one."""
+    starts: dict[str, dt.datetime] = {}
+    spans: dict[str, tuple[str, dt.timedelta]] = {}
     for r in rules:
         if r.condition and not r.hidden:
-            start = min(start, floor_time(min_new, r.dedup_period))
+            starts[r.name] = floor_time(min_new, r.dedup_period)
         elif r.correlation:
-            spans[r.id] = r.correlation.timespan
-            start = min(start, min_new - r.correlation.timespan)
+            spans[r.id] = (r.name, r.correlation.timespan)
+            starts[r.name] = min_new - r.correlation.timespan
     for ep in stored:
-        span = spans.get(ep.rule_id)
+        name, span = spans.get(ep.rule_id, ("", None))  # type: ignore[assignment]
         if span is not None and ep.last_seen >= min_new - span:
-            start = min(start, ep.first_seen - span)
-    return start
+            starts[name] = min(starts[name], ep.first_seen - span)
+    return starts
+
+
+def window_start(min_new: dt.datetime, rules: list[Rule], stored: Iterable[StoredEpisode]) -> dt.datetime:
+    """Return the earliest event time a run of all ``rules`` must read when the new events start at
+    ``min_new`` (the earliest of their :func:`rule_starts`)."""
+    return min([min_new, *rule_starts(min_new, rules, stored).values()])
 
 
 def to_store(alerts: list[Alert], min_new: dt.datetime) -> list[Alert]:
