@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from crmguard.errors import LakeError
 from crmguard.schema import COLUMNS, QUARANTINE_SCHEMA, duckdb_type
-from crmguard.sources.sql import connect, ident, sql_list, sql_str
+from crmguard.sources.sql import connect, ident, scannable, sql_list, sql_str
 
 
 @dataclass
@@ -131,7 +131,7 @@ class Lake:
         """
         if not hasattr(self, "_before_file"):
             self.start_batch(con)
-        con.register("staged", chunk)
+        con.register("staged", scannable(chunk))
         try:
             with self._writing("to the lake"):
                 return self._commit_events(con)

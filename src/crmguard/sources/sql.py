@@ -102,6 +102,20 @@ def arrow_table(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
         return con.execute(query).to_arrow_table()
 
 
+SCAN_BATCH_ROWS = 2048
+"""Rows per record batch of the Arrow tables crmguard hands to DuckDB (see :func:`scannable`)."""
+
+
+def scannable(table: pa.Table) -> pa.Table:
+    """Return ``table`` cut (without copying) into record batches of :data:`SCAN_BATCH_ROWS` rows.
+
+    DuckDB splits a scan among its threads by record batch (and a table of its own by row group,
+    122,880 rows): a batch of 20,000 records in one piece is mapped, deduplicated and written by
+    one thread however many the machine has.
+    """
+    return pa.Table.from_batches(table.to_batches(max_chunksize=SCAN_BATCH_ROWS), table.schema)
+
+
 def sql_str(text: str) -> str:
     """Escape ``text`` for use inside a single-quoted SQL literal (without the quotes)."""
     return text.replace("'", "''")

@@ -37,7 +37,7 @@ from crmguard.sources.mapping import (
     with_lets,
 )
 from crmguard.sources.salesforce import audit_trail, elf
-from crmguard.sources.sql import arrow_table, ident, sql_list, sql_str
+from crmguard.sources.sql import arrow_table, ident, scannable, sql_list, sql_str
 
 NDJSON_BLOCK = 8 << 20
 JSON_CHUNK_BYTES = 64 << 20
@@ -146,7 +146,7 @@ class FileStager:
     def _stage_lines(self, tables: list[pa.Table]) -> pa.Table:
         lines = pa.concat_tables(tables)
         has_records = pc.any(pc.match_substring(lines.column("text"), '"records"')).as_py() or False
-        self.con.register("jb_arrow", lines)
+        self.con.register("jb_arrow", scannable(lines))
         try:
             # The original bytes are kept only where they are not text (they are quarantined as such).
             # Decoded once; a line of blanks (no non-space character) is no record.
@@ -210,7 +210,7 @@ class FileStager:
         has one id whatever the container. ``has_records``: whether any text may name a ``records``
         key (None: find out with a scan of ``jb``).
         """
-        con, names = self.con, self._names_sql()
+        con = self.con
         shapes = " ".join(f"WHEN {m.JSON_SHAPE} THEN '{m.SOURCE}'" for m in JSON_FORMATS)
         # A SOQL query response ({"totalSize", "done", "records": [...]}) holds its events in records.
         # Unpacking costs a JSON parse and an unnest per record, so it is planned only when some text
@@ -227,15 +227,25 @@ class FileStager:
         )
         # Only jk is materialised, with one copy of each record's text: records can be large. Valid
         # JSON is an object exactly when its first non-blank character is a brace (no second parse).
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE jk AS
-            SELECT _file, _line, _record, txt, _bytes, err, CASE {shapes} END AS kind
+        # It is kept as Arrow, cut so that the mapping below runs on every thread.
+        jk = arrow_table(
+            con,
+            f"""SELECT _file, _line, _record, txt, _bytes, err, CASE {shapes} END AS kind
             FROM (SELECT *, CASE WHEN err IS NULL THEN txt END AS rec
             FROM (SELECT *, CASE WHEN txt IS NULL THEN 'invalid UTF-8: the line is not UTF-8 text (re-run with --encoding)'
                                  WHEN NOT json_valid(txt) THEN 'invalid JSON'
                                  WHEN NOT regexp_matches(txt, '^\\s*\\{{') THEN 'not a JSON object' END AS err
                   FROM ({records})))"""
         )
+        con.register("jk", scannable(jk))
+        try:
+            return self._map_json_records()
+        finally:
+            con.unregister("jk")
+
+    def _map_json_records(self) -> pa.Table:
+        """Map the records of ``jk`` (see :meth:`_stage_json_records`) to a staged chunk."""
+        con, names = self.con, self._names_sql()
         per_file = con.execute(
             "SELECT _file, count(*), list(DISTINCT kind) FILTER (WHERE kind IS NOT NULL) FROM jk GROUP BY _file"
         ).fetchall()
