@@ -7,7 +7,10 @@
 3. POST the payloads at ``--rate`` events/s for at most ``--duration`` seconds (two sender
    threads, keep-alive connections), recording each payload's send time and receipt.
 4. Wait until the watcher has evaluated everything, stop it with SIGINT, and read its state DB:
-   - sustained rate: events evaluated / (last batch done - first send);
+   - sustained rate: events evaluated / (last batch done - first send) (a short run pays the
+     last batch's latency in full: a watcher that keeps up shows slightly under the offered rate);
+   - keeping up: the p99 payload latency of the first and of the last third of the sending (equal
+     when latency does not grow) and how long after the last send the last batch was done;
    - event latency: a payload's send time to the commit of the batch that evaluated it (its
      events are in the lake and any alert they raise is stored);
    - alert latency, stored and delivered: from the *earliest* send time among the payloads of the
@@ -153,6 +156,12 @@ def send(url: str, payloads: list[bytes], counts: list[int], rate: float, durati
     return sent
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` (and its threads) has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -189,13 +198,22 @@ def measure(state: Path, sent: list[tuple[float, str, int]], delivered: dict[str
             delivered_lat.append(delivered[alert_id] - earliest[batch])
     events = sum(n for _t, _r, n in sent)
     last_done = max(d for _b, _s, d, _e in batches)
-    send_span = max(t for t, _r, _n in sent) - first_send
+    last_send = max(t for t, _r, _n in sent)
+    send_span = last_send - first_send
+    # Keeping up means latency does not grow: compare the first and last thirds of the sending.
+    thirds = []
+    for lo, hi in ((0.0, 1 / 3), (2 / 3, 1.0 + 1e-9)):
+        part = [receipts[r][1] - t for r, (t, _n) in sent_at.items()
+                if r in receipts and lo <= (t - first_send) / max(send_span, 1e-9) < hi]
+        thirds.append(round(_pct(part, 99), 3))
     return {
         "events_sent": events, "payloads": len(sent), "unacknowledged_or_unprocessed": len(missing),
         "offered_events_per_s": round(events / send_span) if send_span else None,
         "sustained_events_per_s": round(events / (last_done - first_send)),
         "batches": len(batches), "mean_batch_events": round(float(np.mean([e for *_x, e in batches]))),
         "event_to_evaluated_p50_s": round(_pct(ev_lat, 50), 3), "event_to_evaluated_p99_s": round(_pct(ev_lat, 99), 3),
+        "payload_to_evaluated_p99_first_third_s": thirds[0], "payload_to_evaluated_p99_last_third_s": thirds[1],
+        "last_payload_to_done_s": round(last_done - last_send, 3),
         "alerts_created": len(stored_lat),
         "alert_stored_p50_s": round(_pct(stored_lat, 50), 3), "alert_stored_p99_s": round(_pct(stored_lat, 99), 3),
         "alerts_delivered": len(delivered_lat),
@@ -238,7 +256,9 @@ def main() -> int:
                                 env={**os.environ, "BENCH_TOKEN": TOKEN}, stderr=log)
         try:
             _wait_healthy(url, proc)
+            watcher_cpu, sender_cpu, wall = _cpu_seconds(proc.pid), time.process_time(), time.time()
             sent = send(url, payloads, counts, args.rate, args.duration)
+            sender_cpu = time.process_time() - sender_cpu
             deadline = time.monotonic() + 600
             receipts = {r for _t, r, _n in sent}
             while time.monotonic() < deadline:
@@ -249,12 +269,15 @@ def main() -> int:
                 if receipts <= done and not pending:
                     break
                 time.sleep(0.2)
+            watcher_cpu = _cpu_seconds(proc.pid) - watcher_cpu
+            wall = time.time() - wall
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=120)
             log.close()
         figures = {"rate_target": args.rate, "duration_s": args.duration, "payload_events": args.payload_events,
-                   "interval_s": args.interval, **measure(home / "state.db", sent, receiver.delivered)}
+                   "interval_s": args.interval, **measure(home / "state.db", sent, receiver.delivered),
+                   "watcher_cpu_cores": round(watcher_cpu / wall, 2), "sender_cpu_cores": round(sender_cpu / wall, 2)}
         receiver.server.shutdown()
         print((work / "watch.log").read_text()[-2000:], file=sys.stderr)
     if args.json:

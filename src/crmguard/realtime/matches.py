@@ -124,7 +124,7 @@ class MatchCache:
             "CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM cand UNION ALL "
             "SELECT * FROM idents i WHERE NOT EXISTS (SELECT 1 FROM cand c WHERE c.event_id = i.event_id)"
         )
-        return run_rules(self.con, self.rules if rules is None else rules, since, None, starts)
+        return run_rules(self.con, self.rules if rules is None else rules, since, None, starts, together=True)
 
     def size(self) -> tuple[int, int]:
         """Rows held: (candidate events, identity rows)."""

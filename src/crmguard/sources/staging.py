@@ -20,7 +20,6 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from crmguard.errors import SourceParseError
@@ -145,7 +144,10 @@ class FileStager:
 
     def _stage_lines(self, tables: list[pa.Table]) -> pa.Table:
         lines = pa.concat_tables(tables)
-        has_records = pc.any(pc.match_substring(lines.column("text"), '"records"')).as_py() or False
+        # A byte search of the lines' data buffers (a slice's buffer may hold more than the slice: a
+        # false alarm only plans the SOQL unpacking for nothing).
+        has_records = any(b'"records"' in chunk.buffers()[2].to_pybytes()
+                          for chunk in lines.column("text").chunks if chunk.buffers()[2] is not None)
         self.con.register("jb_arrow", scannable(lines))
         try:
             # The original bytes are kept only where they are not text (they are quarantined as such).
