@@ -147,7 +147,11 @@ class Watcher:
             self.recover()
         inputs = self._take()
         ingested = [self.ingest_inputs(inputs)] if inputs else []
-        return self.evaluate(ingested)
+        try:
+            return self.evaluate(ingested)
+        except BaseException:
+            self._release(inputs)
+            raise
 
     def _take(self) -> list[SpoolFile]:
         """Claim the inbox's new files and return the spooled inputs to ingest next (not those an
