@@ -55,12 +55,16 @@ def replicate(seed: Lake, target: Path, events: int) -> int:
     )
     written = 0
     batch = max(1, 2_000_000 // n)  # copies per COPY statement: bounds the writer's memory
+    # The last copy keeps the seed's first events by id, so every build holds the same events.
+    last, keep = copies - 1, events - (copies - 1) * n
+    con.execute("CREATE TEMP TABLE ranked AS SELECT * EXCLUDE (raw), row_number() OVER (ORDER BY event_id) AS _rank FROM events")
     for start in range(0, copies, batch):
         ks = range(start, min(copies, start + batch))
         limit = min(events - written, n * len(ks))
         con.execute(
             f"""COPY (SELECT *, CAST(time AS DATE) AS date FROM (
-                    SELECT {cols} FROM events, range({ks.start}, {ks.stop}) r(k)) LIMIT {limit})
+                    SELECT {cols} FROM ranked, range({ks.start}, {ks.stop}) r(k)
+                    WHERE k < {last} OR _rank <= {keep}))
                 TO '{sql_str(str(out))}' (FORMAT parquet, PARTITION_BY (source, date), FILENAME_PATTERN 'part-{start}-{{i}}',
                 ROW_GROUP_SIZE 122880, COMPRESSION zstd, OVERWRITE_OR_IGNORE true)"""
         )
