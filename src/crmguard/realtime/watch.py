@@ -40,7 +40,7 @@ from typing import TypeVar
 from crmguard.alerts.store import Store
 from crmguard.engine.rules import Rule, load_rules
 from crmguard.errors import CrmguardError
-from crmguard.ingest import ingest, ingest_connection
+from crmguard.ingest import Counts, ingest, ingest_connection
 from crmguard.lake import Lake
 from crmguard.realtime.matches import MatchCache
 from crmguard.realtime.metrics import Metrics
@@ -61,8 +61,10 @@ class Ingested:
     """The first half of a batch: spooled inputs ingested into the lake, not yet evaluated."""
 
     inputs: list[SpoolFile]
-    duplicates: int
-    detail: dict[str, object]
+    counts: dict[str, int]
+    """read / stored / duplicate / quarantined, as ``ingest`` counts them."""
+    failed: list[str]
+    """Inputs that could not be read at all."""
     started: float
     seconds: float
     lake_files: list[str]
@@ -117,7 +119,6 @@ class Watcher:
         self._lock = threading.Lock()
         self._ingesting = threading.Event()
         self._ingests = 0
-        self.wake = threading.Event()
         self.delivered = threading.Event()
         self._recovered = False
         self._steps = 0
@@ -168,14 +169,13 @@ class Watcher:
         scans). On an error nothing of it is recorded and the inputs are released for a retry."""
         started = time.time()
         try:
-            record = BatchRecord(started=started, inputs=len(inputs))
-            duplicates = self._ingest(inputs, record)
+            counts, failed = self._ingest(inputs)
         except BaseException:
             self._release(inputs)
             raise
         self._ingests += 1
         _kill_point("ingested", self._ingests)
-        return Ingested(inputs, duplicates, record.detail, started, time.time() - started, self.lake.event_files())
+        return Ingested(inputs, counts, failed, started, time.time() - started, self.lake.event_files())
 
     def _release(self, inputs: list[SpoolFile]) -> None:
         with self._lock:
@@ -196,15 +196,10 @@ class Watcher:
         self._steps += 1
         started = min((item.started for item in ingested), default=time.time())
         record = BatchRecord(started=started, inputs=len(inputs))
-        for item in ingested:
-            for key, value in item.detail.items():
-                if isinstance(value, dict) and isinstance(record.detail.get(key), dict):
-                    record.detail[key] = {k: record.detail[key].get(k, 0) + v for k, v in value.items()}  # type: ignore[union-attr]
-                elif isinstance(value, list) and isinstance(record.detail.get(key), list):
-                    record.detail[key] = record.detail[key] + value  # type: ignore[operator]
-                else:
-                    record.detail[key] = value
-        duplicates = sum(item.duplicates for item in ingested)
+        if ingested:
+            record.detail.update(ingest={k: sum(item.counts[k] for item in ingested) for k in ingested[0].counts},
+                                 failed=[path for item in ingested for path in item.failed])
+        duplicates = sum(item.counts["duplicate"] for item in ingested)
         timings = {"ingest_s": sum(item.seconds for item in ingested)}
         began = time.time()
         listed = ingested[-1].lake_files if ingested else self.lake.event_files()
@@ -238,11 +233,11 @@ class Watcher:
             self.delivered.set()
         return record
 
-    def _ingest(self, inputs: list[SpoolFile], record: BatchRecord) -> int:
-        """Ingest the spooled ``inputs``; returns how many events were duplicates. Inputs that
+    def _ingest(self, inputs: list[SpoolFile]) -> tuple[dict[str, int], list[str]]:
+        """Ingest the spooled ``inputs``; returns the counts and the inputs that failed. Inputs that
         cannot be read at all are moved to ``<spool>/failed`` and reported."""
         if not inputs:
-            return 0
+            return Counts().as_dict(), []
         bodies = [f for f in inputs if f.kind == "ndjson"]
         paths = [str(f.path) for f in inputs if f.kind != "ndjson"]
         combined = None
@@ -269,7 +264,7 @@ class Watcher:
                 src = Path(f.path)
                 if src.exists():
                     os.replace(src, failed / src.name)
-        record.detail.update(ingest=summary.total.as_dict(), failed=[f.path for f in summary.failed])
+        return summary.total.as_dict(), [f.path for f in summary.failed]
         return summary.total.duplicate
 
     def _detect(self, min_new: dt.datetime, rules: list[Rule], record: BatchRecord) -> list[str]:
