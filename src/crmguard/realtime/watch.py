@@ -265,7 +265,6 @@ class Watcher:
                 if src.exists():
                     os.replace(src, failed / src.name)
         return summary.total.as_dict(), [f.path for f in summary.failed]
-        return summary.total.duplicate
 
     def _detect(self, min_new: dt.datetime, rules: list[Rule], record: BatchRecord) -> list[str]:
         """Run ``rules`` (those the new events can affect: other rules' alerts cannot change) over
