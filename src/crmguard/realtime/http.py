@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import duckdb
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -27,6 +26,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from crmguard.realtime.metrics import Metrics
 from crmguard.realtime.spool import Spool
 from crmguard.sources import JSON_FORMATS
+from crmguard.sources.mapping import shape_matches
 from crmguard.sources.staging import UNRECOGNISED
 
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-seq")
@@ -43,19 +43,11 @@ class BadRequest(Exception):
         self.body = {"error": error, "detail": detail, **where}
 
 
-class Recogniser:
-    """Says which parser would read a JSON record (the same SQL shapes the parsers use)."""
-
-    def __init__(self) -> None:
-        self.con = duckdb.connect()
-        self.lock = threading.Lock()
-        shapes = " ".join(f"WHEN {m.JSON_SHAPE} THEN '{m.SOURCE}'" for m in JSON_FORMATS)
-        self.sql = f"SELECT CASE {shapes} END FROM (SELECT ?::VARCHAR AS rec)"
-
-    def source(self, record: bytes) -> str | None:
-        """The ``source`` of the format that recognises ``record`` (JSON text), or None."""
-        with self.lock:
-            return self.con.execute(self.sql, [record.decode("utf-8", errors="replace")]).fetchall()[0][0]
+def recognise(record: object) -> str | None:
+    """The ``source`` of the format whose key shape ``record`` (a parsed JSON value) has, or None:
+    the parsers' own :data:`JSON_KEYS`, tested in Python on a record the endpoint already parsed
+    (a DuckDB query per request cost 2.7 ms of the HTTP thread)."""
+    return next((m.SOURCE for m in JSON_FORMATS if shape_matches(m.JSON_KEYS, record)), None)
 
 
 def parse_body(body: bytes, kind: str) -> tuple[list[bytes], bytes]:
@@ -123,7 +115,6 @@ def create_app(spool: Spool, metrics: Metrics, token: str | None, max_body: int 
     ``token`` is the bearer token (None: no authentication, loopback use only); ``health`` returns
     (healthy, status document); ``on_accept`` is called after each accepted body."""
     app = FastAPI(title="crmguard watch", docs_url=None, redoc_url=None, openapi_url=None)
-    recogniser = Recogniser()
     expected = f"Bearer {token}".encode() if token else None
 
     def refuse(exc: BadRequest) -> JSONResponse:
@@ -156,12 +147,11 @@ def create_app(spool: Spool, metrics: Metrics, token: str | None, max_body: int 
             records, spooled = parse_body(body, kind)
             if not records:
                 raise BadRequest(400, "empty body", "the body holds no records")
-            first = records[0]
-            if b'"records"' in first:
-                inner = orjson.loads(first).get("records")
-                if isinstance(inner, list) and inner and isinstance(inner[0], dict):
-                    first = orjson.dumps(inner[0])
-            if recogniser.source(first) is None:
+            first = orjson.loads(records[0])
+            inner = first.get("records")
+            if isinstance(inner, list) and inner and isinstance(inner[0], dict):
+                first = inner[0]
+            if recognise(first) is None:
                 raise BadRequest(422, "unknown format", f"record 1: {UNRECOGNISED}", record=1)
         except BadRequest as exc:
             return refuse(exc)

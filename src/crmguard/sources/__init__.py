@@ -1,9 +1,9 @@
 """Parsers: one module per log format, all producing the one event schema.
 
 Every format module exposes ``SOURCE`` (its ``source`` value), ``MAPPING`` (a
-:class:`~crmguard.sources.mapping.SourceMapping`) and, for JSON records, ``JSON_SHAPE`` (a SQL
-predicate over the record's text ``rec``, a valid JSON object, recognising the format: built from
-:func:`~crmguard.sources.mapping.has_key`, which tests the text before parsing it) and
+:class:`~crmguard.sources.mapping.SourceMapping`) and, for JSON records, ``JSON_KEYS`` (the
+:data:`~crmguard.sources.mapping.Shape` of keys that recognises the format) with ``JSON_SHAPE``, its
+SQL predicate over the record's text ``rec`` (:func:`~crmguard.sources.mapping.shape_sql`), and
 ``JSON_ROOT`` (the SQL expression of
 the object the mapping reads, e.g. a streaming envelope's payload). Adding a format means adding a
 sibling module and listing it in :data:`JSON_FORMATS` / the CSV detection in

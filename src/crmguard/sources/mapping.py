@@ -35,6 +35,11 @@ class SourceMapping:
     build: Callable[[Field], dict[str, str]]
 
 
+Shape = tuple[tuple[tuple[str, ...], ...], ...]
+"""Which keys make a JSON record one format's: any of several key sets, each key set all of its key
+paths (a path is a tuple of nested keys). E.g. ``((("Action",), ("Section",)),)``."""
+
+
 def has_key(*path: str) -> str:
     """SQL predicate: the JSON object ``rec`` has the key ``path`` (nested keys as several
     arguments), whatever its value.
@@ -45,6 +50,26 @@ def has_key(*path: str) -> str:
     ``\\u`` escapes, as every log producer writes its keys.
     """
     return f"""(contains(rec, '"{sql_str(path[-1])}"') AND json_exists(rec, {json_path('.'.join(path))}))"""
+
+
+def shape_sql(shape: Shape) -> str:
+    """SQL predicate over the record text ``rec``: it has one of ``shape``'s key sets."""
+    return "(" + " OR ".join("(" + " AND ".join(has_key(*path) for path in keys) + ")" for keys in shape) + ")"
+
+
+def shape_matches(shape: Shape, record: object) -> bool:
+    """Whether ``record`` (a parsed JSON value) has one of ``shape``'s key sets: :func:`shape_sql`
+    for a record already in Python (the HTTP endpoint checks the first record of each body)."""
+
+    def has(path: tuple[str, ...]) -> bool:
+        value = record
+        for key in path:
+            if not isinstance(value, dict) or key not in value:
+                return False
+            value = value[key]
+        return True
+
+    return any(all(has(path) for path in keys) for keys in shape)
 
 
 def csv_field(header: list[str] | tuple[str, ...]) -> Field:

@@ -9,11 +9,12 @@ Also reads the Panther-normalised variant whose top-level keys are lower case
 
 from __future__ import annotations
 
-from crmguard.sources.mapping import Field, SourceMapping, first, has_key
+from crmguard.sources.mapping import Field, Shape, SourceMapping, first, shape_sql
 
 SOURCE = "okta"
 
-JSON_SHAPE = f"({has_key('eventType')} OR {has_key('eventtype')})"
+JSON_KEYS: Shape = ((("eventType",),), (("eventtype",),))
+JSON_SHAPE = shape_sql(JSON_KEYS)
 JSON_ROOT = "rec"
 
 _TOP = ("displayMessage", "eventType", "legacyEventType", "authenticationContext", "securityContext", "debugContext")

@@ -7,11 +7,12 @@ the snake_case shape some collectors emit (``action``, ``section``, ``sfdc_creat
 
 from __future__ import annotations
 
-from crmguard.sources.mapping import Field, SourceMapping, first, has_key
+from crmguard.sources.mapping import Field, Shape, SourceMapping, first, shape_sql
 
 SOURCE = "salesforce_audit"
 
-JSON_SHAPE = f"(({has_key('Action')} AND {has_key('Section')}) OR ({has_key('action')} AND {has_key('section')}))"
+JSON_KEYS: Shape = ((("Action",), ("Section",)), (("action",), ("section",)))
+JSON_SHAPE = shape_sql(JSON_KEYS)
 JSON_ROOT = "rec"
 CSV_COLUMNS = ("Action", "Section")
 """A CSV whose header has these columns (any case) is a SetupAuditTrail export."""

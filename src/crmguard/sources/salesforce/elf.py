@@ -8,7 +8,7 @@ rows rendered as JSON objects (as other collectors store them).
 
 from __future__ import annotations
 
-from crmguard.sources.mapping import Field, SourceMapping, first, has_key
+from crmguard.sources.mapping import Field, Shape, SourceMapping, first, shape_sql
 
 SOURCE = "salesforce_elf"
 
@@ -182,6 +182,7 @@ def build(f: Field) -> dict[str, str]:
 
 MAPPING = SourceMapping(SOURCE, build)
 
-JSON_SHAPE = has_key("EVENT_TYPE")
+JSON_KEYS: Shape = ((("EVENT_TYPE",),),)
+JSON_SHAPE = shape_sql(JSON_KEYS)
 """An ELF row rendered as a JSON object (keys are the CSV header names)."""
 JSON_ROOT = "rec"

@@ -9,11 +9,12 @@ object still gets the generic mapping and keeps its fields in ``raw``.
 
 from __future__ import annotations
 
-from crmguard.sources.mapping import Field, SourceMapping, first, has_key
+from crmguard.sources.mapping import Field, Shape, SourceMapping, first, shape_sql
 
 SOURCE = "salesforce_rtem"
 
-JSON_SHAPE = f"({has_key('EventIdentifier')} OR {has_key('EventDate')} OR {has_key('data', 'payload')})"
+JSON_KEYS: Shape = ((("EventIdentifier",),), (("EventDate",),), (("data", "payload"),))
+JSON_SHAPE = shape_sql(JSON_KEYS)
 JSON_ROOT = "CASE WHEN json_exists(rec, '$.data.payload') THEN json_extract(rec, '$.data.payload') ELSE rec END"
 
 THREAT_TYPES = ("ApiAnomalyEvent", "ReportAnomalyEvent", "CredentialStuffingEvent", "SessionHijackingEvent",
