@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from crmguard.sources import JSON_FORMATS
-from crmguard.sources.mapping import shape_matches
+from crmguard.sources import FORMAT_SQL, recognise
 from crmguard.sources.sql import connect
 
 RECORDS = [
@@ -30,8 +29,6 @@ RECORDS = [
 
 @pytest.mark.parametrize(("record", "expected"), RECORDS, ids=[str(i) for i in range(len(RECORDS))])
 def test_sql_and_python_recognise_the_same_format(record: dict, expected: str | None) -> None:
-    shapes = " ".join(f"WHEN {m.JSON_SHAPE} THEN '{m.SOURCE}'" for m in JSON_FORMATS)
-    [(in_sql,)] = connect().execute(f"SELECT CASE {shapes} END FROM (SELECT ?::VARCHAR AS rec)",
+    [(in_sql,)] = connect().execute(f"SELECT {FORMAT_SQL} FROM (SELECT ?::VARCHAR AS rec)",
                                     [json.dumps(record)]).fetchall()
-    in_python = next((m.SOURCE for m in JSON_FORMATS if shape_matches(m.JSON_KEYS, record)), None)
-    assert in_sql == in_python == expected
+    assert in_sql == recognise(record) == expected

@@ -177,8 +177,8 @@ def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datet
     for batch in detections.values():
         alerts += _detection_alerts(con, batch, by_name, _start_sql(batch, starts))
     parts = [(batch, _start_sql(batch, starts, "m.")) for batch in correlations.values()]
-    for group in ([parts] if together else [[part] for part in parts]):
-        alerts += _correlation_alerts(con, group, by_name) if group else []
+    for group in ([parts] if together and parts else [[part] for part in parts]):
+        alerts += _correlation_alerts(con, group, by_name)
     return sorted(alerts, key=lambda a: (a.first_seen, a.rule_id, a.id))
 
 
@@ -201,10 +201,9 @@ def _context(rows_total: object, objects: object, ips: object, apps: object, age
 def _start_sql(batch: list[Rule], starts: dict[str, dt.datetime], prefix: str = "") -> str:
     """SQL ``AND time >= ...`` for the earliest of ``starts`` of the rules of ``batch`` (empty
     when one of them has none)."""
-    times = [starts.get(r.name) for r in batch]
-    if not times or None in times:
+    if not batch or any(r.name not in starts for r in batch):
         return ""
-    return f" AND {prefix}time >= TIMESTAMPTZ '{min(t for t in times if t is not None).isoformat()}'"
+    return f" AND {prefix}time >= TIMESTAMPTZ '{min(starts[r.name] for r in batch).isoformat()}'"
 
 
 def _detection_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name: dict[str, Rule],

@@ -463,12 +463,13 @@ class Watcher:
             self.metrics.batch_errors += 1
             self.metrics.last_error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CrmguardError) else str(exc)
             self.log(f"watch: batch failed, will retry: {self.metrics.last_error}")
-            self.metrics.heartbeat = time.time()
             return None
-        if result:
-            self.metrics.last_error = None
-        self.metrics.heartbeat = time.time()
-        return result
+        else:
+            if result:
+                self.metrics.last_error = None
+            return result
+        finally:
+            self.metrics.heartbeat = time.time()
 
     def _status(self) -> None:
         if time.monotonic() >= self._next_status:

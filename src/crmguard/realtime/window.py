@@ -64,9 +64,10 @@ def rule_starts(min_new: dt.datetime, rules: list[Rule], stored: Iterable[Stored
             spans[r.id] = (r.name, r.correlation.timespan)
             starts[r.name] = min_new - r.correlation.timespan
     for ep in stored:
-        name, span = spans.get(ep.rule_id, ("", None))  # type: ignore[assignment]
-        if span is not None and ep.last_seen >= min_new - span:
-            starts[name] = min(starts[name], ep.first_seen - span)
+        if ep.rule_id in spans:
+            name, span = spans[ep.rule_id]
+            if ep.last_seen >= min_new - span:
+                starts[name] = min(starts[name], ep.first_seen - span)
     return starts
 
 

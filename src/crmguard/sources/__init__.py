@@ -20,11 +20,22 @@ from types import ModuleType
 
 import pyarrow as pa
 
+from crmguard.sources.mapping import shape_matches
 from crmguard.sources.okta import system_log
 from crmguard.sources.salesforce import audit_trail, elf, rtem
 
 JSON_FORMATS: tuple[ModuleType, ...] = (system_log, elf, audit_trail, rtem)
 """JSON record formats in the order they are tried (first shape that matches wins)."""
+
+FORMAT_SQL = "CASE " + " ".join(f"WHEN {m.JSON_SHAPE} THEN '{m.SOURCE}'" for m in JSON_FORMATS) + " END"
+"""SQL over a record's text ``rec``: the ``source`` of the first format whose shape it has, or NULL."""
+
+
+def recognise(record: object) -> str | None:
+    """Return the ``source`` of the first format whose key shape ``record`` (a parsed JSON value)
+    has, or None: :data:`FORMAT_SQL` for a record already in Python (the HTTP endpoint checks the
+    first record of each body it has parsed)."""
+    return next((m.SOURCE for m in JSON_FORMATS if shape_matches(m.JSON_KEYS, record)), None)
 
 
 def read(path: str | Path, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:

@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 
 from crmguard.errors import SourceParseError
 from crmguard.schema import COLUMNS, EVENT_SCHEMA, duckdb_type
-from crmguard.sources import JSON_FORMATS
+from crmguard.sources import FORMAT_SQL, JSON_FORMATS
 from crmguard.sources.inputs import Opened
 from crmguard.sources.mapping import (
     SourceMapping,
@@ -146,8 +146,8 @@ class FileStager:
         lines = pa.concat_tables(tables)
         # A byte search of the lines' data buffers (a slice's buffer may hold more than the slice: a
         # false alarm only plans the SOQL unpacking for nothing).
-        has_records = any(b'"records"' in chunk.buffers()[2].to_pybytes()
-                          for chunk in lines.column("text").chunks if chunk.buffers()[2] is not None)
+        data = [chunk.buffers()[2] for chunk in lines.column("text").chunks]
+        has_records = any(b'"records"' in buf.to_pybytes() for buf in data if buf is not None)
         self.con.register("jb_arrow", scannable(lines))
         try:
             # The original bytes are kept only where they are not text (they are quarantined as such).
@@ -213,7 +213,6 @@ class FileStager:
         key (None: find out with a scan of ``jb``).
         """
         con = self.con
-        shapes = " ".join(f"WHEN {m.JSON_SHAPE} THEN '{m.SOURCE}'" for m in JSON_FORMATS)
         # A SOQL query response ({"totalSize", "done", "records": [...]}) holds its events in records.
         # Unpacking costs a JSON parse and an unnest per record, so it is planned only when some text
         # names a "records" key (a substring test, far cheaper than parsing).
@@ -232,7 +231,7 @@ class FileStager:
         # It is kept as Arrow, cut so that the mapping below runs on every thread.
         jk = arrow_table(
             con,
-            f"""SELECT _file, _line, _record, txt, _bytes, err, CASE {shapes} END AS kind
+            f"""SELECT _file, _line, _record, txt, _bytes, err, {FORMAT_SQL} AS kind
             FROM (SELECT *, CASE WHEN err IS NULL THEN txt END AS rec
             FROM (SELECT *, CASE WHEN txt IS NULL THEN 'invalid UTF-8: the line is not UTF-8 text (re-run with --encoding)'
                                  WHEN NOT json_valid(txt) THEN 'invalid JSON'
