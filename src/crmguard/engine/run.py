@@ -55,10 +55,13 @@ def heavy_rules(rules: list[Rule]) -> list[Rule]:
     return [r for r in rules if r.condition and not r.hidden and r.threshold > 1 and r.name not in used]
 
 
-def _scan_sql(rules: list[Rule], cols: str, where: list[str]) -> str:
+def _scan_sql(rules: list[Rule], cols: str, where: list[str], reads: dict[str, dt.datetime] | None = None) -> str:
     """SELECT of one row per matching (rule, event) of ``rules`` over the ``events`` view: ``rule``,
-    the columns ``cols`` and ``actor``."""
-    conds = [f"({r.condition}){allowlist_sql(r)}" for r in rules]
+    the columns ``cols`` and ``actor``. ``reads`` (rule name -> time) leaves out a rule's matches
+    before its time, without testing its condition there."""
+    reads = reads or {}
+    conds = [(f"time >= TIMESTAMPTZ '{reads[r.name].isoformat()}' AND " if r.name in reads else "")
+             + f"({r.condition}){allowlist_sql(r)}" for r in rules]
     hits = "list_filter([" + ", ".join(f"CASE WHEN {c} THEN '{sql_str(r.name)}' END" for c, r in zip(conds, rules, strict=True)) + "]::VARCHAR[], lambda x: x IS NOT NULL)"
     any_hit = " OR ".join(conds) or "false"
     return f"""SELECT unnest(hits) AS rule, * EXCLUDE (hits) FROM (
@@ -73,15 +76,40 @@ def _dedup_key_sql(rule: Rule) -> str:
                                            for f in rule.dedup_fields) + ")"
 
 
+def match_reads(rules: list[Rule], starts: dict[str, dt.datetime]) -> dict[str, dt.datetime]:
+    """Per rule name, the earliest time its matches are needed given the runs' ``starts``: its own
+    start and that of every correlation over it (a correlation reads its base rules' matches from
+    its own start). A rule some run needs from the window start has no entry."""
+    reads: dict[str, dt.datetime | None] = {}
+
+    def need(name: str, start: dt.datetime | None) -> None:
+        if name in reads and (reads[name] is None or start is None):
+            reads[name] = None
+        else:
+            reads[name] = start if name not in reads else min(reads[name], start)  # type: ignore[type-var]
+
+    for r in rules:
+        if r.condition and not r.hidden:
+            need(r.name, starts.get(r.name))
+        elif r.correlation:
+            for base in r.correlation.rules:
+                need(base, starts.get(r.name))
+    return {name: t for name, t in reads.items() if t is not None}
+
+
 def prepare_matches(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datetime | None,
-                    until: dt.datetime | None, count_heavy: bool = True) -> None:
+                    until: dt.datetime | None, count_heavy: bool = True,
+                    starts: dict[str, dt.datetime] | None = None, identities: str | None = None) -> None:
     """Create temp table ``mr`` (one row per matching (rule, event), with ``rule`` = rule name and
     ``actor``) from the ``events`` view of ``con``, in one scan for every rule but the
     :func:`heavy_rules`. Those may match a large share of all events (``mass_record_views``: a third)
     and alert on few groups, so materialising their matches would dominate the run and, on large
     lakes, spill: a second, narrow scan counts their matches per (rule, dedup key, period) and a
     third, only when some group reaches its threshold, adds to ``mr`` the matches of those groups,
-    which is all their alerts need. With ``count_heavy`` false every match of every rule is kept."""
+    which is all their alerts need. With ``count_heavy`` false every match of every rule is kept.
+    ``starts`` (see :func:`run_rules`) leaves out matches no run needs (:func:`match_reads`);
+    ``identities``, a SELECT of (user_id, name): the latest username of each user id, when the
+    caller keeps it (default: computed from every event of ``events``)."""
     heavy = heavy_rules(rules) if count_heavy else []
     heavy_names = {r.name for r in heavy}
     detections = [r for r in rules if r.condition and r.name not in heavy_names]
@@ -91,16 +119,19 @@ def prepare_matches(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt
     if until:
         where.append(f"time < TIMESTAMPTZ '{until.isoformat()}'")
     cols = ", ".join(ident(c) for c in match_columns(rules))
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE identities AS SELECT user_id, arg_max(username, time) AS name FROM events "
+    identities = identities or (
+        "SELECT user_id, arg_max(username, time) AS name FROM events "
         "WHERE user_id IS NOT NULL AND username IS NOT NULL GROUP BY user_id"
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE mr AS {_scan_sql(detections, cols, where)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE identities AS {identities}")
+    reads = match_reads(rules, starts or {})
+    con.execute(f"CREATE OR REPLACE TEMP TABLE mr AS {_scan_sql(detections, cols, where, reads)}")
     if heavy:
-        _add_heavy_matches(con, heavy, cols, where)
+        _add_heavy_matches(con, heavy, cols, where, reads)
 
 
-def _add_heavy_matches(con: duckdb.DuckDBPyConnection, heavy: list[Rule], cols: str, where: list[str]) -> None:
+def _add_heavy_matches(con: duckdb.DuckDBPyConnection, heavy: list[Rule], cols: str, where: list[str],
+                       reads: dict[str, dt.datetime]) -> None:
     """Count ``heavy`` rules' matches per (rule, dedup key, period) in a narrow scan; add the matches
     of the groups that reach their rule's threshold to ``mr``."""
     def per_rule(values: dict[str, str]) -> str:
@@ -114,7 +145,7 @@ def _add_heavy_matches(con: duckdb.DuckDBPyConnection, heavy: list[Rule], cols: 
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE heavy_hot AS
         SELECT rule, {dkey} AS dkey, {bucket} AS bucket, min(time) AS lo, max(time) AS hi
-        FROM ({_scan_sql(heavy, narrow, where)}) GROUP BY ALL HAVING count(*) >= {threshold}"""
+        FROM ({_scan_sql(heavy, narrow, where, reads)}) GROUP BY ALL HAVING count(*) >= {threshold}"""
     )
     [(lo, hi)] = con.execute("SELECT min(lo), max(hi) FROM heavy_hot").fetchall()
     if lo is None:
@@ -122,7 +153,7 @@ def _add_heavy_matches(con: duckdb.DuckDBPyConnection, heavy: list[Rule], cols: 
     span = [*where, f"time >= TIMESTAMPTZ '{lo.isoformat()}'", f"time <= TIMESTAMPTZ '{hi.isoformat()}'"]
     con.execute(
         f"""INSERT INTO mr BY NAME SELECT * EXCLUDE (dkey, bucket)
-        FROM (SELECT *, {dkey} AS dkey, {bucket} AS bucket FROM ({_scan_sql(heavy, cols, span)}))
+        FROM (SELECT *, {dkey} AS dkey, {bucket} AS bucket FROM ({_scan_sql(heavy, cols, span, reads)}))
         SEMI JOIN heavy_hot USING (rule, dkey, bucket)"""
     )
 
@@ -155,15 +186,15 @@ def allowlist_sql(rule: Rule) -> str:
 
 def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datetime | None = None,
               until: dt.datetime | None = None, starts: dict[str, dt.datetime] | None = None,
-              together: bool = False) -> list[Alert]:
+              together: bool = False, identities: str | None = None) -> list[Alert]:
     """Evaluate ``rules`` over ``con``'s ``events`` view between ``since`` and ``until`` (UTC,
     ``until`` exclusive) and return the alerts, sorted by first_seen. ``starts`` (rule name ->
     time, none before ``since``) lets a rule read less: its matches before its start are left out
     (the incremental runs of ``watch``, where a one-hour correlation need not re-read the seven days
     another needs). ``together`` runs every correlation in one query: faster on the small match
     tables of incremental runs, while over a large lake each correlation's working set is better
-    held one at a time."""
-    prepare_matches(con, rules, since, until)
+    held one at a time. ``identities``: see :func:`prepare_matches`."""
+    prepare_matches(con, rules, since, until, starts=starts, identities=identities)
     starts = starts or {}
     by_name = {r.name: r for r in rules}
     alerts: list[Alert] = []

@@ -5,10 +5,10 @@ Correlations look back up to days (``repeated_report_export``: 7 days), so runni
 the raw lake each second would re-read days of events per batch. Instead, each new lake file is
 scanned once: events matching any rule's condition (allow-lists ignored, so the set is a superset of
 what any rule can match) go to the ``cand`` table, and for every user id the latest event naming
-it goes to ``idents``. :meth:`MatchCache.run` points the ``events`` view at ``cand`` plus those
-identity rows and calls the engine's ``run_rules`` unchanged: the engine's one scan finds exactly
-the matches it would find over the whole lake, and its identity table (latest username per user id)
-is the same, because the latest event per user id is in the view.
+it goes to ``idents``. :meth:`MatchCache.run` points the ``events`` view at ``cand`` and calls the
+engine's ``run_rules`` with ``idents`` as its identity table (the latest username per user id, which
+it would otherwise compute from every event): the engine's one scan finds exactly the matches it
+would find over the whole lake, and names the same actors.
 
 A rule whose condition mentions ``actor`` (resolved through that identity table, which changes as
 events arrive) cannot be pre-filtered per event; with such a rule every event is kept.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crmguard.engine.rules import ACTOR, Rule
-from crmguard.engine.run import Alert, run_rules
+from crmguard.engine.run import Alert, match_columns, run_rules
 from crmguard.lake import Lake
 from crmguard.sources.sql import connect
 
@@ -37,6 +37,11 @@ class NewEvents:
     late: int
     matched: frozenset[str] = frozenset()
     """Names of the detection rules whose condition some new event meets (allow-lists ignored)."""
+
+
+BULKY = ("raw", "log_file")
+"""Event columns the cache leaves out when no rule reads them."""
+IDENT_COLUMNS = "user_id, username, time, event_id"
 
 
 def _mentions_actor(condition: str) -> bool:
@@ -55,23 +60,31 @@ class MatchCache:
         (lake.root / "_tmp").mkdir(parents=True, exist_ok=True)
         self.con = connect(temp_dir=str(lake.root / "_tmp"))
         register_macros(self.con)
+        # An in-memory database checkpoints (compresses) every 16 MB appended: a third of a second,
+        # every few batches. The cache is rebuilt from the lake at start-up, never checkpointed.
+        self.con.execute("SET checkpoint_threshold = '1TB'")
         intel = load(intel_dir) if intel_dir is not None else None
         self.intel = intel if intel is not None and not intel.empty else None
         self.detections = [r for r in rules if r.condition]
         conds = [r.condition for r in self.detections]
         self.keep_all = any(_mentions_actor(c) for c in conds)
         self.hit = "true" if self.keep_all else (" OR ".join(f"coalesce(({c}), false)" for c in conds) or "false")
+        # The raw record and the file name are most of an event's bytes; rules seldom read them
+        # (a Sigma keyword searches raw). Unread, they are never decoded from the lake.
+        used = [*conds, *match_columns(rules)]
+        self.unread = [c for c in BULKY if not any(re.search(rf'(?<![\w.]){c}(?!\w)', u) for u in used)]
         self.ready = False
 
     def _fresh_view(self, files: list[str]) -> None:
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW fresh_lake AS {self.lake.events_sql(files)}")
+        unread = f" EXCLUDE ({', '.join(self.unread)})" if self.unread else ""
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW fresh_lake AS SELECT *{unread} FROM ({self.lake.events_sql(files)})")
         if self.intel is not None:
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW fresh AS {self.intel.enrich_sql(self.con, 'fresh_lake')}")
         else:
             self.con.execute("CREATE OR REPLACE TEMP VIEW fresh AS SELECT * FROM fresh_lake")
         if not self.ready:
             self.con.execute("CREATE TABLE cand AS SELECT * FROM fresh WHERE false")
-            self.con.execute("CREATE TABLE idents AS SELECT * FROM fresh WHERE false")
+            self.con.execute(f"CREATE TABLE idents AS SELECT {IDENT_COLUMNS} FROM fresh WHERE false")
             self.ready = True
 
     def add(self, files: list[str], watermark: dt.datetime | None = None) -> NewEvents:
@@ -95,7 +108,7 @@ class MatchCache:
         self.con.execute("INSERT INTO cand SELECT * FROM fresh_cand")
         self.con.execute("DROP TABLE fresh_cand")
         self.con.execute(
-            "INSERT INTO idents SELECT * FROM fresh WHERE user_id IS NOT NULL AND username IS NOT NULL "
+            f"INSERT INTO idents SELECT {IDENT_COLUMNS} FROM fresh WHERE user_id IS NOT NULL AND username IS NOT NULL "
             "QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY time DESC, event_id) = 1"
         )
         # Keep one identity row per user id: its latest event (the engine's arg_max(username, time)).
@@ -120,11 +133,9 @@ class MatchCache:
         rule, at or after its time in ``starts``); returns the alerts."""
         if not self.ready:
             return []
-        self.con.execute(
-            "CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM cand UNION ALL "
-            "SELECT * FROM idents i WHERE NOT EXISTS (SELECT 1 FROM cand c WHERE c.event_id = i.event_id)"
-        )
-        return run_rules(self.con, self.rules if rules is None else rules, since, None, starts, together=True)
+        self.con.execute("CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM cand")
+        return run_rules(self.con, self.rules if rules is None else rules, since, None, starts, together=True,
+                         identities="SELECT user_id, username AS name FROM idents")
 
     def size(self) -> tuple[int, int]:
         """Rows held: (candidate events, identity rows)."""
