@@ -8,7 +8,9 @@
    threads, keep-alive connections), recording each payload's send time and receipt.
 4. Wait until the watcher has evaluated everything, stop it with SIGINT, and read its state DB:
    - sustained rate: events evaluated / (last batch done - first send) (a short run pays the
-     last batch's latency in full: a watcher that keeps up shows slightly under the offered rate);
+     last batch's latency in full: a watcher that keeps up shows slightly under the offered rate),
+     and the steady rate: events of every batch but the first / time between the first and last
+     batch commits;
    - keeping up: the p99 payload latency of the first and of the last third of the sending (equal
      when latency does not grow) and how long after the last send the last batch was done;
    - event latency: a payload's send time to the commit of the batch that evaluated it (its
@@ -166,6 +168,16 @@ def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+def _steady(batches: list[tuple[int, float, float, int]]) -> int | None:
+    """Events evaluated per second between the first and the last batch commit (the events of every
+    batch but the first / the time between those commits): the throughput once running, without
+    the first batch's wait or the last one's latency, which a finite run pays once."""
+    done = sorted((d, e) for _b, _s, d, e in batches)
+    if len(done) < 2 or done[-1][0] <= done[0][0]:
+        return None
+    return round(sum(e for _d, e in done[1:]) / (done[-1][0] - done[0][0]))
+
+
 def measure(state: Path, sent: list[tuple[float, str, int]], delivered: dict[str, float]) -> dict[str, object]:
     """Read the watcher's state DB and compute the figures (see the module doc)."""
     db = sqlite3.connect(state)
@@ -210,6 +222,7 @@ def measure(state: Path, sent: list[tuple[float, str, int]], delivered: dict[str
         "events_sent": events, "payloads": len(sent), "unacknowledged_or_unprocessed": len(missing),
         "offered_events_per_s": round(events / send_span) if send_span else None,
         "sustained_events_per_s": round(events / (last_done - first_send)),
+        "steady_events_per_s": _steady(batches),
         "batches": len(batches), "mean_batch_events": round(float(np.mean([e for *_x, e in batches]))),
         "event_to_evaluated_p50_s": round(_pct(ev_lat, 50), 3), "event_to_evaluated_p99_s": round(_pct(ev_lat, 99), 3),
         "payload_to_evaluated_p99_first_third_s": thirds[0], "payload_to_evaluated_p99_last_third_s": thirds[1],
