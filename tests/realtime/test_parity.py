@@ -38,6 +38,27 @@ def test_streamed_alerts_equal_batch_alerts(stream: Stream, tmp_path: Path) -> N
     assert streamed == stream.batch_alerts, differences(streamed, stream.batch_alerts)
 
 
+def test_a_pruned_cache_gives_the_same_alerts(stream: Stream, tmp_path: Path) -> None:
+    """The match cache drops every candidate no later run can read after each batch, with no late
+    tolerance: late events make it rebuild from the lake, and the alerts are still the batch's."""
+    inbox = tmp_path / "inbox"
+    watcher = Watcher(WatchOptions(lake=tmp_path / "lake", state=tmp_path / "state.db", spool=tmp_path / "spool",
+                                   inbox=inbox, late_tolerance_s=0, prune_growth=0))
+    pruned = 0
+    try:
+        for i, chunk in enumerate(stream.chunks):
+            write_chunk(inbox, i, chunk)
+            record = watcher.step()
+            assert record is not None
+            pruned += record.detail.get("cache", {}).get("pruned", 0)
+        rebuilds = watcher.cache.rebuilds
+    finally:
+        watcher.close()
+    assert pruned > 0 and rebuilds > 0
+    streamed = alert_set(tmp_path / "state.db")
+    assert streamed == stream.batch_alerts, differences(streamed, stream.batch_alerts)
+
+
 def test_window_reaches_back_to_buckets_and_open_episodes() -> None:
     rules = load_rules()
     longest = max(r.correlation.timespan for r in rules if r.correlation)

@@ -55,6 +55,9 @@ def watch_command(
     token_file: Annotated[Optional[str], typer.Option("--token-file", help="File whose first line is the bearer token.")] = None,
     max_body: Annotated[int, typer.Option("--max-body", help="Largest accepted POST body, in bytes.", min=1)] = 16 << 20,
     interval: Annotated[float, typer.Option("--interval", help="Seconds between micro-batches.", min=0.0)] = 1.0,
+    late_tolerance: Annotated[float, typer.Option("--late-tolerance", help="Seconds behind the watermark an event may "
+                                                  "arrive and find the match cache ready (a later one makes it "
+                                                  "rebuild from the lake: slower, same alerts).", min=0.0)] = 3600.0,
     status_every: Annotated[float, typer.Option("--status-every", help="Seconds between status lines on stderr.", min=0.1)] = 10.0,
     rules: Annotated[Optional[list[str]], typer.Option("--rules", help="Folder of extra Sigma rules (repeatable).")] = None,
     sinks: Annotated[Optional[str], typer.Option("--sinks", help="Sinks config to deliver alerts with (default: <home>/sinks.yml when it exists).")] = None,
@@ -85,7 +88,8 @@ def watch_command(
         sinks_config = load_config(sinks_path)
     options = WatchOptions(lake=ws.lake, state=ws.state, spool=ws.home / "spool", inbox=Path(inbox) if inbox else None,
                            interval_s=interval, status_every_s=status_every, rule_dirs=[Path(r) for r in rules or []],
-                           intel_dir=ws.intel, sinks=sinks_config, baselines=baselines, baseline_every_s=baseline_every)
+                           intel_dir=ws.intel, sinks=sinks_config, baselines=baselines, baseline_every_s=baseline_every,
+                           late_tolerance_s=late_tolerance)
     if options.inbox is not None:
         options.inbox.mkdir(parents=True, exist_ok=True)
     watcher = Watcher(options, log=lambda line: err.print(line, markup=False, highlight=False, soft_wrap=True))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crmguard.engine.rules import ACTOR, Rule
-from crmguard.engine.run import Alert, match_columns, run_rules
+from crmguard.engine.run import Alert, match_columns, match_reads, run_rules
 from crmguard.lake import Lake
 from crmguard.sources.sql import connect
 
@@ -74,6 +74,13 @@ class MatchCache:
         used = [*conds, *match_columns(rules)]
         self.unread = [c for c in BULKY if not any(re.search(rf'(?<![\w.]){c}(?!\w)', u) for u in used)]
         self.ready = False
+        self.scanned: list[str] = []
+        self.kept: dict[str, dt.datetime] = {}
+        """Per detection rule name, the time from which ``cand`` holds every event meeting its
+        condition (earlier ones were pruned); a rule not named here has all of them."""
+        self.rows = 0
+        """Candidate rows held (counted as they are added and pruned)."""
+        self.rebuilds = 0
 
     def _fresh_view(self, files: list[str]) -> None:
         unread = f" EXCLUDE ({', '.join(self.unread)})" if self.unread else ""
@@ -105,7 +112,8 @@ class MatchCache:
             flags = ", ".join("true" for _ in self.detections)
         hit = self.con.execute(f"SELECT {flags} FROM fresh_cand").fetchall()[0] if flags else ()
         matched = frozenset(r.name for r, h in zip(self.detections, hit, strict=True) if h)
-        self.con.execute("INSERT INTO cand SELECT * FROM fresh_cand")
+        self.rows += self.con.execute("INSERT INTO cand SELECT * FROM fresh_cand").fetchall()[0][0]
+        self.scanned += files
         self.con.execute("DROP TABLE fresh_cand")
         self.con.execute(
             f"INSERT INTO idents SELECT {IDENT_COLUMNS} FROM fresh WHERE user_id IS NOT NULL AND username IS NOT NULL "
@@ -133,15 +141,62 @@ class MatchCache:
         rule, at or after its time in ``starts``); returns the alerts."""
         if not self.ready:
             return []
+        rules = self.rules if rules is None else rules
+        self._ensure(rules, since, starts or {})
         self.con.execute("CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM cand")
-        return run_rules(self.con, self.rules if rules is None else rules, since, None, starts, together=True,
+        return run_rules(self.con, rules, since, None, starts, together=True,
                          identities="SELECT user_id, username AS name FROM idents")
+
+    def prune(self, horizons: dict[str, dt.datetime]) -> int:
+        """Drop the candidates no later run can read: those meeting no rule's condition at or after
+        that rule's time in ``horizons`` (rule name -> time; a rule not named keeps all its events).
+        Returns the rows dropped. A later run that needs more (an event later than the horizons
+        allowed for) rebuilds the cache from the lake first."""
+        if not self.ready or not self.detections:
+            return 0
+        def at(name: str) -> str:
+            return f"time >= TIMESTAMPTZ '{horizons[name].isoformat()}'"
+
+        if self.keep_all:
+            # Conditions naming actor cannot be tested per event: keep what the earliest rule needs.
+            if any(r.name not in horizons for r in self.detections):
+                return 0
+            earliest = min(horizons[r.name] for r in self.detections)
+            keep = f"time >= TIMESTAMPTZ '{earliest.isoformat()}'"
+            moved = dict.fromkeys((r.name for r in self.detections), earliest)
+        else:
+            keep = " OR ".join((f"({at(r.name)} AND " if r.name in horizons else "(")
+                               + f"coalesce(({r.condition}), false))" for r in self.detections)
+            moved = {r.name: horizons[r.name] for r in self.detections if r.name in horizons}
+        [(dropped,)] = self.con.execute(f"DELETE FROM cand WHERE NOT ({keep})").fetchall()
+        for name, t in moved.items():
+            self.kept[name] = max(self.kept.get(name, t), t)
+        self.rows -= dropped
+        return dropped
+
+    def _ensure(self, rules: list[Rule], since: dt.datetime | None, starts: dict[str, dt.datetime]) -> None:
+        """Rebuild ``cand`` from every scanned lake file when a run of ``rules`` needs events a
+        prune dropped (an event later than the late tolerance)."""
+        reads = match_reads(rules, starts)
+        short = [reads.get(r.name, since) for r in rules if r.condition and r.name in self.kept
+                 and (reads.get(r.name, since) is None or reads.get(r.name, since) < self.kept[r.name])]
+        if not short:
+            return
+        # From the earliest time any rule still holds, so no other rule loses what it kept.
+        wanted = [*short, *self.kept.values()]
+        start = None if len(self.kept) < len(self.detections) or None in wanted else min(wanted)  # type: ignore[type-var]
+        self._fresh_view(self.scanned)
+        after = f"time >= TIMESTAMPTZ '{start.isoformat()}' AND " if start is not None else ""
+        self.con.execute("DELETE FROM cand")
+        [(self.rows,)] = self.con.execute(f"INSERT INTO cand SELECT * FROM fresh WHERE {after}({self.hit})").fetchall()
+        self.kept = dict.fromkeys((r.name for r in self.detections), start) if start is not None else {}
+        self.rebuilds += 1
 
     def size(self) -> tuple[int, int]:
         """Rows held: (candidate events, identity rows)."""
         if not self.ready:
             return 0, 0
-        return (self.con.execute("SELECT count(*) FROM cand").fetchall()[0][0],
+        return (self.rows,
                 self.con.execute("SELECT count(*) FROM idents").fetchall()[0][0])
 
     def close(self) -> None:

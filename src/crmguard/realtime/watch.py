@@ -39,6 +39,7 @@ from typing import TypeVar
 
 from crmguard.alerts.store import Store
 from crmguard.engine.rules import Rule, load_rules
+from crmguard.engine.run import match_reads
 from crmguard.errors import CrmguardError
 from crmguard.ingest import Counts, ingest, ingest_connection
 from crmguard.lake import Lake
@@ -46,7 +47,7 @@ from crmguard.realtime.matches import MatchCache
 from crmguard.realtime.metrics import Metrics
 from crmguard.realtime.progress import BatchRecord, Progress
 from crmguard.realtime.spool import Spool, SpoolFile
-from crmguard.realtime.window import lookback, rule_starts, superseded, to_store, window_start
+from crmguard.realtime.window import lookback, retention_starts, rule_starts, superseded, to_store, window_start
 
 T = TypeVar("T")
 
@@ -90,6 +91,12 @@ class WatchOptions:
     stuck_after_s: float = 60.0
     baselines: bool = False
     baseline_every_s: float = 60.0
+    late_tolerance_s: float = 3600.0
+    """How late (behind the watermark) an event can come and still find the match cache ready; a
+    later one makes the cache rebuild from the lake first (slower, same alerts)."""
+    prune_growth: float = 1.0
+    """The cache drops candidates no later run can read once it has grown by this fraction since it
+    last did (0: after every batch)."""
 
 
 def _kill_point(stage: str, batch: int) -> None:
@@ -123,6 +130,7 @@ class Watcher:
         self._recovered = False
         self._steps = 0
         self._baseline_at = 0.0
+        self._pruned_rows = 0
 
     # --- start-up ------------------------------------------------------------------------------
 
@@ -211,6 +219,7 @@ class Watcher:
         if new.min_time is not None:
             saved_ids = self._detect(new.min_time, self.cache.affected(new.matched), record)
         timings["rules_s"] = time.time() - began - timings["scan_s"]
+        self._prune_cache(record)
         record.detail["timings"] = {k: round(v, 3) for k, v in timings.items()}
         _kill_point("stored", self._steps)
         if saved_ids and self.options.sinks is not None:
@@ -289,6 +298,18 @@ class Watcher:
         record.window_start = since
         record.alerts, record.created, record.updated = len(alerts), result.created, result.updated
         return [a.id for a in alerts]
+
+    def _prune_cache(self, record: BatchRecord) -> None:
+        """Drop the cached candidates no later run can read (see :func:`window.retention_starts`)
+        once the cache has grown by ``prune_growth`` since the last prune."""
+        mark = self.progress.watermark()
+        if mark is None or self.cache.rows <= self._pruned_rows * (1 + self.options.prune_growth):
+            return
+        mark -= dt.timedelta(seconds=self.options.late_tolerance_s)
+        stored = self.progress.open_episodes(self.correlation_ids, mark - 2 * lookback(self.rules))
+        dropped = self.cache.prune(match_reads(self.rules, retention_starts(mark, self.rules, stored)))
+        self._pruned_rows = self.cache.rows
+        record.detail["cache"] = {"pruned": dropped, "rows": self.cache.rows, "rebuilds": self.cache.rebuilds}
 
     def _baselines_if_due(self, force: bool = False) -> None:
         """Run the baselines when some day waits to be re-scored and ``baseline_every_s`` has passed

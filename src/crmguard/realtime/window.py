@@ -71,6 +71,29 @@ def rule_starts(min_new: dt.datetime, rules: list[Rule], stored: Iterable[Stored
     return starts
 
 
+def retention_starts(mark: dt.datetime, rules: list[Rule], stored: Iterable[StoredEpisode]) -> dict[str, dt.datetime]:
+    """Per rule name, the earliest event time any later run can read, when every later batch's
+    new events lie at or after ``mark`` (the watermark less the late tolerance) and ``stored`` are
+    the correlation episodes open now: the match cache may drop older matches.
+
+    Like :func:`rule_starts` at ``mark``, but a correlation keeps twice its timespan: an episode a
+    later run opens first fires at or after ``mark``, so its first event is at or after
+    ``mark - T``, and re-reading it starts ``T`` before that."""
+    starts: dict[str, dt.datetime] = {}
+    spans: dict[str, tuple[str, dt.timedelta]] = {}
+    for r in rules:
+        if r.condition and not r.hidden:
+            starts[r.name] = floor_time(mark, r.dedup_period)
+        elif r.correlation:
+            spans[r.id] = (r.name, r.correlation.timespan)
+            starts[r.name] = mark - 2 * r.correlation.timespan
+    for ep in stored:
+        if ep.rule_id in spans:
+            name, span = spans[ep.rule_id]
+            starts[name] = min(starts[name], ep.first_seen - span)
+    return starts
+
+
 def window_start(min_new: dt.datetime, rules: list[Rule], stored: Iterable[StoredEpisode]) -> dt.datetime:
     """Return the earliest event time a run of all ``rules`` must read when the new events start at
     ``min_new`` (the earliest of their :func:`rule_starts`)."""
