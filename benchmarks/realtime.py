@@ -164,6 +164,17 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _peak_rss_mb(pid: int) -> int | None:
+    """Peak resident memory of process ``pid`` (Linux ``VmHWM``), in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None
+
+
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -283,6 +294,7 @@ def main() -> int:
                     break
                 time.sleep(0.2)
             watcher_cpu = _cpu_seconds(proc.pid) - watcher_cpu
+            watcher_rss = _peak_rss_mb(proc.pid)
             wall = time.time() - wall
         finally:
             proc.send_signal(signal.SIGINT)
@@ -290,7 +302,7 @@ def main() -> int:
             log.close()
         figures = {"rate_target": args.rate, "duration_s": args.duration, "payload_events": args.payload_events,
                    "interval_s": args.interval, **measure(home / "state.db", sent, receiver.delivered),
-                   "watcher_cpu_cores": round(watcher_cpu / wall, 2), "sender_cpu_cores": round(sender_cpu / wall, 2)}
+                   "watcher_cpu_cores": round(watcher_cpu / wall, 2), "watcher_peak_rss_mb": watcher_rss, "sender_cpu_cores": round(sender_cpu / wall, 2)}
         receiver.server.shutdown()
         print((work / "watch.log").read_text()[-2000:], file=sys.stderr)
     if args.json:
