@@ -51,10 +51,12 @@ def lookback(rules: Iterable[Rule]) -> dt.timedelta:
     return max((r.correlation.timespan for r in rules if r.correlation), default=dt.timedelta(0))
 
 
-def rule_starts(min_new: dt.datetime, rules: list[Rule], stored: Iterable[StoredEpisode]) -> dict[str, dt.datetime]:
+def rule_starts(min_new: dt.datetime, rules: list[Rule], stored: Iterable[StoredEpisode],
+                reach: int = 1) -> dict[str, dt.datetime]:
     """Return, per rule name, the earliest event time that rule's run must read when the new events
     start at ``min_new``, given the stored correlation episodes (see the module doc). Rules with
-    a short window need not re-read the look-back of the longest one."""
+    a short window need not re-read the look-back of the longest one. ``reach``: how many of its
+    timespans before ``min_new`` a correlation reads (see :func:`retention_starts`)."""
     starts: dict[str, dt.datetime] = {}
     spans: dict[str, tuple[str, dt.timedelta]] = {}
     for r in rules:
@@ -62,7 +64,7 @@ def rule_starts(min_new: dt.datetime, rules: list[Rule], stored: Iterable[Stored
             starts[r.name] = floor_time(min_new, r.dedup_period)
         elif r.correlation:
             spans[r.id] = (r.name, r.correlation.timespan)
-            starts[r.name] = min_new - r.correlation.timespan
+            starts[r.name] = min_new - reach * r.correlation.timespan
     for ep in stored:
         if ep.rule_id in spans:
             name, span = spans[ep.rule_id]
@@ -74,24 +76,12 @@ def rule_starts(min_new: dt.datetime, rules: list[Rule], stored: Iterable[Stored
 def retention_starts(mark: dt.datetime, rules: list[Rule], stored: Iterable[StoredEpisode]) -> dict[str, dt.datetime]:
     """Per rule name, the earliest event time any later run can read, when every later batch's
     new events lie at or after ``mark`` (the watermark less the late tolerance) and ``stored`` are
-    the correlation episodes open now: the match cache may drop older matches.
+    the correlation episodes stored now: the match cache may drop older matches.
 
-    Like :func:`rule_starts` at ``mark``, but a correlation keeps twice its timespan: an episode a
-    later run opens first fires at or after ``mark``, so its first event is at or after
-    ``mark - T``, and re-reading it starts ``T`` before that."""
-    starts: dict[str, dt.datetime] = {}
-    spans: dict[str, tuple[str, dt.timedelta]] = {}
-    for r in rules:
-        if r.condition and not r.hidden:
-            starts[r.name] = floor_time(mark, r.dedup_period)
-        elif r.correlation:
-            spans[r.id] = (r.name, r.correlation.timespan)
-            starts[r.name] = mark - 2 * r.correlation.timespan
-    for ep in stored:
-        if ep.rule_id in spans:
-            name, span = spans[ep.rule_id]
-            starts[name] = min(starts[name], ep.first_seen - span)
-    return starts
+    :func:`rule_starts` at ``mark``, but a correlation keeps twice its timespan: an episode a later
+    run opens first fires at or after ``mark``, so its first event is at or after ``mark - T``, and
+    re-reading it starts ``T`` before that."""
+    return rule_starts(mark, rules, stored, reach=2)
 
 
 def window_start(min_new: dt.datetime, rules: list[Rule], stored: Iterable[StoredEpisode]) -> dt.datetime:
