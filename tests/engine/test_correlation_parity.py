@@ -10,7 +10,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crmguard.engine.correlate import correlation_sql
+from crmguard.engine.correlate import correlation_sql, possible_sql
 from crmguard.engine.reference import Match, evaluate
 from crmguard.engine.rules import Correlation
 
@@ -43,18 +43,23 @@ correlations = st.one_of(
 )
 
 
-def sql_episodes(corr: Correlation, rows: list[tuple]) -> list[tuple]:
+def matches_con(rows: list[tuple]) -> duckdb.DuckDBPyConnection:
+    """A connection whose ``mr`` table holds ``rows`` (rule, event number, seconds, user, IP)."""
     con = duckdb.connect()
     con.execute("SET timezone = 'UTC'")
-    table = pa.table({
+    con.register("mr", pa.table({
         "rule": [r[0] for r in rows],
         "event_id": [f"e{r[1]:02d}" for r in rows],
         "time": pa.array([T0 + dt.timedelta(seconds=r[2] + r[1]) for r in rows], pa.timestamp("us", tz="UTC")),
         "username": pa.array([r[3] for r in rows], pa.string()),
         "src_ip": pa.array([r[4] for r in rows], pa.string()),
         "actor": pa.array([r[3] for r in rows], pa.string()),
-    })
-    con.register("mr", table)
+    }))
+    return con
+
+
+def sql_episodes(corr: Correlation, rows: list[tuple]) -> list[tuple]:
+    con = matches_con(rows)
     out = con.execute(f"SELECT grp, first_seen, last_seen, event_count, event_ids FROM ({correlation_sql(corr)}) "
                       "ORDER BY grp, first_seen").fetchall()
     return [(tuple(g), f, last, n, tuple(ids)) for g, f, last, n, ids in out]
@@ -102,3 +107,17 @@ def test_simultaneous_firings_make_one_episode() -> None:
     rows = [("a", i, 100 - i, "ana", None) for i in range(30)]  # 30 events at one instant
     [episode] = sql_episodes(corr, rows)
     assert episode[3] == 30
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(corr=correlations, raw=match_lists)
+def test_a_correlation_told_unable_to_fire_has_no_episode(corr: Correlation, raw: list[tuple]) -> None:
+    """``possible_sql`` (which spares incremental runs the windows of correlations that cannot fire)
+    is a necessary condition: whenever the reference finds an episode, it names the correlation."""
+    rows = normalise(raw)
+    matches = [Match(r[0], f"e{r[1]:02d}", T0 + dt.timedelta(seconds=r[2] + r[1]), (r[3],), r[4]) for r in rows]
+    fires = bool(evaluate(corr, matches))
+    sql = possible_sql({"c": corr})
+    assert sql is not None
+    possible = bool(matches_con(rows).execute(sql).fetchall())
+    assert possible or not fires

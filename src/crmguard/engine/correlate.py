@@ -69,17 +69,9 @@ def batch_sql(corrs: dict[str, Correlation], matches: str = "mr", where: str = "
     corr = next(iter(corrs.values()))
     secs = int(corr.timespan.total_seconds())
     span = f"INTERVAL {secs} SECOND"
-    steps = ", ".join(f"('{sql_str(name)}', '{sql_str(rule)}', {i})" for name, c in corrs.items()
-                      for i, rule in enumerate(c.rules))
-    values = [_group_value(g, corrs) for g in corr.group_by]
-    group = "[" + ", ".join(values) + "]::VARCHAR[]"
-    not_null = " AND ".join(f"{v} IS NOT NULL" for v in values) or "true"
     op = OPS[corr.op]
     window = f"(PARTITION BY k ORDER BY time RANGE BETWEEN {span} PRECEDING AND CURRENT ROW)"
-    # Windows, joins and groups work on k, one string naming the correlation and the group: DuckDB
-    # partitions and joins on a string several times faster than on a (name, list) pair.
-    base = (f"SELECT c.corr, c.step, m.*, {group} AS grp, to_json(list_prepend(c.corr, {group}))::VARCHAR AS k "
-            f"FROM {matches} m JOIN (VALUES {steps}) c(corr, rule, step) ON m.rule = c.rule WHERE {not_null}{where}")
+    base = _base_sql(corrs, matches, where)
     # One row per event of a group (the first of its rules). A window, not arg_min over the whole
     # row: on a small match table the aggregate is faster, but over 20 M events it is 16% slower
     # and takes 35% more memory.
@@ -108,6 +100,46 @@ SELECT any_value(e.corr) AS corr, any_value(e.grp) AS grp, min(e.time) AS first_
        any_value(s.lo) + {span} AS fired_at{extra}
 FROM spans s JOIN events e ON e.k = s.k AND e.time BETWEEN s.lo AND s.hi
 GROUP BY s.k, s.ep"""
+
+
+def _base_sql(corrs: dict[str, Correlation], matches: str, where: str) -> str:
+    """The matches of ``corrs`` (one shape): one row per (correlation, step, match) whose group
+    values are all set, with ``grp`` (the group values) and ``k``."""
+    corr = next(iter(corrs.values()))
+    steps = ", ".join(f"('{sql_str(name)}', '{sql_str(rule)}', {i})" for name, c in corrs.items()
+                      for i, rule in enumerate(c.rules))
+    values = [_group_value(g, corrs) for g in corr.group_by]
+    group = "[" + ", ".join(values) + "]::VARCHAR[]"
+    not_null = " AND ".join(f"{v} IS NOT NULL" for v in values) or "true"
+    # Windows, joins and groups work on k, one string naming the correlation and the group: DuckDB
+    # partitions and joins on a string several times faster than on a (name, list) pair.
+    return (f"SELECT c.corr, c.step, m.*, {group} AS grp, to_json(list_prepend(c.corr, {group}))::VARCHAR AS k "
+            f"FROM {matches} m JOIN (VALUES {steps}) c(corr, rule, step) ON m.rule = c.rule WHERE {not_null}{where}")
+
+
+def possible_sql(corrs: dict[str, Correlation], matches: str = "mr", where: str = "") -> str | None:
+    """A SELECT of the names (column ``corr``) of those of ``corrs`` (one shape, as for
+    :func:`batch_sql`) that some window of ``matches`` may fire, or None when that cannot be told
+    cheaply. A window holds at most its group's matches, so a group whose matches all together do
+    not reach the condition (events, values or rules counted over the whole read range) fires
+    nowhere: a cheap grouping that spares the windows of :func:`batch_sql` for correlations that
+    cannot fire. Only conditions that more matches can only help (``gte``, ``gt``, ``eq``)."""
+    corr = next(iter(corrs.values()))
+    if corr.op not in ("gte", "gt", "eq"):
+        return None
+    if corr.type == "event_count":
+        measure = "count(DISTINCT event_id)"
+    elif corr.type == "value_count":
+        measure = f"count(DISTINCT {_field(corr.field or ACTOR)})"
+    elif corr.type == "temporal":
+        measure = "count(DISTINCT rule)"
+    elif corr.type == "temporal_ordered":
+        return (f"SELECT DISTINCT corr FROM ({_base_sql(corrs, matches, where)}) GROUP BY corr, k "
+                f"HAVING count(DISTINCT step) = {len(corr.rules)}")
+    else:
+        return None
+    return (f"SELECT DISTINCT corr FROM ({_base_sql(corrs, matches, where)}) GROUP BY corr, k "
+            f"HAVING {measure} {'>' if corr.op == 'gt' else '>='} {corr.count}")
 
 
 def _distinct_firing(source: str, value: str, span: str, test: str) -> str:

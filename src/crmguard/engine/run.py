@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from crmguard.engine.correlate import batch_sql, shape
+from crmguard.engine.correlate import batch_sql, possible_sql, shape
 from crmguard.engine.rules import ACTOR, Correlation, Rule
 from crmguard.schema import COLUMNS
 from crmguard.sources.sql import ident, sql_str
@@ -208,6 +208,8 @@ def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datet
     for batch in detections.values():
         alerts += _detection_alerts(con, batch, by_name, _start_sql(batch, starts))
     parts = [(batch, _start_sql(batch, starts, "m.")) for batch in correlations.values()]
+    if together and parts:
+        parts = _possible(con, parts)
     for group in ([parts] if together and parts else [[part] for part in parts]):
         alerts += _correlation_alerts(con, group, by_name)
     return sorted(alerts, key=lambda a: (a.first_seen, a.rule_id, a.id))
@@ -262,6 +264,26 @@ def _detection_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name
         out.append(Alert(_alert_id(rule.id, dkey, start), rule.id, rule.title, rule.severity, actor, first_seen, last,
                          n, dkey, tuple(ids), tuple(records or ()), explain(rule, actor, n, first_seen, last, ctx), ctx))
     return out
+
+
+def _possible(con: duckdb.DuckDBPyConnection, parts: list[tuple[list[Rule], str]]) -> list[tuple[list[Rule], str]]:
+    """``parts`` (batches of correlations with their start filter) less the correlations no window
+    can fire (:func:`~crmguard.engine.correlate.possible_sql`), told in one query. On the small
+    match tables of incremental runs most correlations cannot fire, and each costs more to plan
+    than its matches cost to count."""
+    tests = []
+    for batch, start in parts:
+        sql = possible_sql({r.name: r.correlation for r in batch if r.correlation},
+                           where=allowlist_sql(batch[0]) + start)
+        tests.append(sql)
+    asked = [f"({sql})" for sql in tests if sql is not None]
+    fire = {name for (name,) in con.execute(" UNION ALL ".join(asked)).fetchall()} if asked else set()
+    kept = []
+    for (batch, start), sql in zip(parts, tests, strict=True):
+        rules = batch if sql is None else [r for r in batch if r.name in fire]
+        if rules:
+            kept.append((rules, start))
+    return kept
 
 
 def _correlation_alerts(con: duckdb.DuckDBPyConnection, batches: list[tuple[list[Rule], str]],
