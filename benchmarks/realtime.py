@@ -171,7 +171,7 @@ def _peak_rss_mb(pid: int) -> int | None:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) // 1024
     except OSError:
-        pass
+        return None
     return None
 
 
