@@ -80,21 +80,14 @@ def match_reads(rules: list[Rule], starts: dict[str, dt.datetime]) -> dict[str, 
     """Per rule name, the earliest time its matches are needed given the runs' ``starts``: its own
     start and that of every correlation over it (a correlation reads its base rules' matches from
     its own start). A rule some run needs from the window start has no entry."""
-    reads: dict[str, dt.datetime | None] = {}
-
-    def need(name: str, start: dt.datetime | None) -> None:
-        if name in reads and (reads[name] is None or start is None):
-            reads[name] = None
-        else:
-            reads[name] = start if name not in reads else min(reads[name], start)  # type: ignore[type-var]
-
+    needs: dict[str, list[dt.datetime | None]] = {}
     for r in rules:
         if r.condition and not r.hidden:
-            need(r.name, starts.get(r.name))
+            needs.setdefault(r.name, []).append(starts.get(r.name))
         elif r.correlation:
             for base in r.correlation.rules:
-                need(base, starts.get(r.name))
-    return {name: t for name, t in reads.items() if t is not None}
+                needs.setdefault(base, []).append(starts.get(r.name))
+    return {name: min(ts) for name, ts in needs.items() if None not in ts}  # type: ignore[type-var]
 
 
 def prepare_matches(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datetime | None,
@@ -271,11 +264,8 @@ def _possible(con: duckdb.DuckDBPyConnection, parts: list[tuple[list[Rule], str]
     can fire (:func:`~crmguard.engine.correlate.possible_sql`), told in one query. On the small
     match tables of incremental runs most correlations cannot fire, and each costs more to plan
     than its matches cost to count."""
-    tests = []
-    for batch, start in parts:
-        sql = possible_sql({r.name: r.correlation for r in batch if r.correlation},
-                           where=allowlist_sql(batch[0]) + start)
-        tests.append(sql)
+    tests = [possible_sql({r.name: r.correlation for r in batch if r.correlation}, where=allowlist_sql(batch[0]) + start)
+             for batch, start in parts]
     asked = [f"({sql})" for sql in tests if sql is not None]
     fire = {name for (name,) in con.execute(" UNION ALL ".join(asked)).fetchall()} if asked else set()
     kept = []

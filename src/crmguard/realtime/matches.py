@@ -154,9 +154,6 @@ class MatchCache:
         allowed for) rebuilds the cache from the lake first."""
         if not self.ready or not self.detections:
             return 0
-        def at(name: str) -> str:
-            return f"time >= TIMESTAMPTZ '{horizons[name].isoformat()}'"
-
         if self.keep_all:
             # Conditions naming actor cannot be tested per event: keep what the earliest rule needs.
             if any(r.name not in horizons for r in self.detections):
@@ -165,7 +162,7 @@ class MatchCache:
             keep = f"time >= TIMESTAMPTZ '{earliest.isoformat()}'"
             moved = dict.fromkeys((r.name for r in self.detections), earliest)
         else:
-            keep = " OR ".join((f"({at(r.name)} AND " if r.name in horizons else "(")
+            keep = " OR ".join((f"(time >= TIMESTAMPTZ '{horizons[r.name].isoformat()}' AND " if r.name in horizons else "(")
                                + f"coalesce(({r.condition}), false))" for r in self.detections)
             moved = {r.name: horizons[r.name] for r in self.detections if r.name in horizons}
         [(dropped,)] = self.con.execute(f"DELETE FROM cand WHERE NOT ({keep})").fetchall()
@@ -178,8 +175,8 @@ class MatchCache:
         """Rebuild ``cand`` from every scanned lake file when a run of ``rules`` needs events a
         prune dropped (an event later than the late tolerance)."""
         reads = match_reads(rules, starts)
-        short = [reads.get(r.name, since) for r in rules if r.condition and r.name in self.kept
-                 and (reads.get(r.name, since) is None or reads.get(r.name, since) < self.kept[r.name])]
+        needs = {r.name: reads.get(r.name, since) for r in rules if r.condition and r.name in self.kept}
+        short = [t for name, t in needs.items() if t is None or t < self.kept[name]]
         if not short:
             return
         # From the earliest time any rule still holds, so no other rule loses what it kept.
