@@ -64,3 +64,38 @@ def test_prune_drops_old_candidates_and_a_late_run_rebuilds(tmp_path: Path) -> N
         assert sorted((a.first_seen.hour, a.event_count) for a in alerts) == [(10, 2), (12, 1)]
     finally:
         cache.close()
+
+
+RAW_RULE = """title: Export naming e-mail columns
+id: 11111111-2222-4333-8444-888888888888
+name: email_export
+logsource: {product: salesforce}
+level: high
+detection:
+  sel: {action: export}
+  cols: {raw|re: '"ColumnHeaders":"[^"]*Email'}
+  condition: sel and cols
+crmguard:
+  dedup: {fields: [actor], period: 1h}
+"""
+
+
+def test_each_condition_is_tested_once_and_raw_kept_only_where_a_rule_reading_it_holds(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yml").write_text(RULE)
+    (tmp_path / "rules" / "raw.yml").write_text(RAW_RULE)
+    rules = load_rules([tmp_path / "rules"], include_builtin=False)
+    lake = Lake(tmp_path / "lake")
+    cache = MatchCache(lake, rules)
+    try:
+        with_email = {**_export(10, 5), "raw": '{"ColumnHeaders":"Name,Email"}'}
+        plain = {**_export(10, 20), "raw": '{"ColumnHeaders":"Name"}'}
+        new = cache.add([_file(lake, "a", [with_email, plain, {**_export(10, 30), "action": "view"}])])
+        assert new.matched == {"list_export", "email_export"}
+        held = cache.con.execute("SELECT event_id, __hits, raw IS NOT NULL FROM cand ORDER BY event_id").fetchall()
+        assert held == [("a-0", ["email_export", "list_export"], True), ("a-1", ["list_export"], False)]
+        # Runs read the stored hits: the e-mail export still alerts without its raw record re-read.
+        by_name = {a.rule_id: a for a in cache.run(_t(10))}
+        assert {r.name: by_name[r.id].event_count for r in rules} == {"list_export": 2, "email_export": 1}
+    finally:
+        cache.close()

@@ -55,13 +55,25 @@ def heavy_rules(rules: list[Rule]) -> list[Rule]:
     return [r for r in rules if r.condition and not r.hidden and r.threshold > 1 and r.name not in used]
 
 
-def _scan_sql(rules: list[Rule], cols: str, where: list[str], reads: dict[str, dt.datetime] | None = None) -> str:
+HITS = "__hits"
+"""Column of an ``events`` view that holds, per event, the names of the rules whose condition it
+meets (allow-lists aside), computed when the event was stored (see ``run_rules``' ``hits``)."""
+
+
+def _condition_sql(rule: Rule, hits: frozenset[str]) -> str:
+    """``rule``'s condition over an event: read from the :data:`HITS` column when ``rule`` is in ``hits``."""
+    return f"list_contains({HITS}, '{sql_str(rule.name)}')" if rule.name in hits else f"({rule.condition})"
+
+
+def _scan_sql(rules: list[Rule], cols: str, where: list[str], reads: dict[str, dt.datetime] | None = None,
+              hits: frozenset[str] = frozenset()) -> str:
     """SELECT of one row per matching (rule, event) of ``rules`` over the ``events`` view: ``rule``,
     the columns ``cols`` and ``actor``. ``reads`` (rule name -> time) leaves out a rule's matches
-    before its time, without testing its condition there."""
+    before its time, without testing its condition there; ``hits``, the rules whose condition the
+    view holds precomputed."""
     reads = reads or {}
     conds = [(f"time >= TIMESTAMPTZ '{reads[r.name].isoformat()}' AND " if r.name in reads else "")
-             + f"({r.condition}){allowlist_sql(r)}" for r in rules]
+             + f"{_condition_sql(r, hits)}{allowlist_sql(r)}" for r in rules]
     hits = "list_filter([" + ", ".join(f"CASE WHEN {c} THEN '{sql_str(r.name)}' END" for c, r in zip(conds, rules, strict=True)) + "]::VARCHAR[], lambda x: x IS NOT NULL)"
     any_hit = " OR ".join(conds) or "false"
     return f"""SELECT unnest(hits) AS rule, * EXCLUDE (hits) FROM (
@@ -92,7 +104,8 @@ def match_reads(rules: list[Rule], starts: dict[str, dt.datetime]) -> dict[str, 
 
 def prepare_matches(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datetime | None,
                     until: dt.datetime | None, count_heavy: bool = True,
-                    starts: dict[str, dt.datetime] | None = None, identities: str | None = None) -> None:
+                    starts: dict[str, dt.datetime] | None = None, identities: str | None = None,
+                    hits: frozenset[str] = frozenset()) -> None:
     """Create temp table ``mr`` (one row per matching (rule, event), with ``rule`` = rule name and
     ``actor``) from the ``events`` view of ``con``, in one scan for every rule but the
     :func:`heavy_rules`. Those may match a large share of all events (``mass_record_views``: a third)
@@ -102,7 +115,8 @@ def prepare_matches(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt
     which is all their alerts need. With ``count_heavy`` false every match of every rule is kept.
     ``starts`` (see :func:`run_rules`) leaves out matches no run needs (:func:`match_reads`);
     ``identities``, a SELECT of (user_id, name): the latest username of each user id, when the
-    caller keeps it (default: computed from every event of ``events``)."""
+    caller keeps it (default: computed from every event of ``events``); ``hits``, the rules whose
+    condition ``events`` holds in its :data:`HITS` column."""
     heavy = heavy_rules(rules) if count_heavy else []
     heavy_names = {r.name for r in heavy}
     detections = [r for r in rules if r.condition and r.name not in heavy_names]
@@ -118,13 +132,13 @@ def prepare_matches(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE identities AS {identities}")
     reads = match_reads(rules, starts or {})
-    con.execute(f"CREATE OR REPLACE TEMP TABLE mr AS {_scan_sql(detections, cols, where, reads)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE mr AS {_scan_sql(detections, cols, where, reads, hits)}")
     if heavy:
-        _add_heavy_matches(con, heavy, cols, where, reads)
+        _add_heavy_matches(con, heavy, cols, where, reads, hits)
 
 
 def _add_heavy_matches(con: duckdb.DuckDBPyConnection, heavy: list[Rule], cols: str, where: list[str],
-                       reads: dict[str, dt.datetime]) -> None:
+                       reads: dict[str, dt.datetime], hits: frozenset[str]) -> None:
     """Count ``heavy`` rules' matches per (rule, dedup key, period) in a narrow scan; add the matches
     of the groups that reach their rule's threshold to ``mr``."""
     def per_rule(values: dict[str, str]) -> str:
@@ -138,7 +152,7 @@ def _add_heavy_matches(con: duckdb.DuckDBPyConnection, heavy: list[Rule], cols: 
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE heavy_hot AS
         SELECT rule, {dkey} AS dkey, {bucket} AS bucket, min(time) AS lo, max(time) AS hi
-        FROM ({_scan_sql(heavy, narrow, where, reads)}) GROUP BY ALL HAVING count(*) >= {threshold}"""
+        FROM ({_scan_sql(heavy, narrow, where, reads, hits)}) GROUP BY ALL HAVING count(*) >= {threshold}"""
     )
     [(lo, hi)] = con.execute("SELECT min(lo), max(hi) FROM heavy_hot").fetchall()
     if lo is None:
@@ -146,7 +160,7 @@ def _add_heavy_matches(con: duckdb.DuckDBPyConnection, heavy: list[Rule], cols: 
     span = [*where, f"time >= TIMESTAMPTZ '{lo.isoformat()}'", f"time <= TIMESTAMPTZ '{hi.isoformat()}'"]
     con.execute(
         f"""INSERT INTO mr BY NAME SELECT * EXCLUDE (dkey, bucket)
-        FROM (SELECT *, {dkey} AS dkey, {bucket} AS bucket FROM ({_scan_sql(heavy, cols, span, reads)}))
+        FROM (SELECT *, {dkey} AS dkey, {bucket} AS bucket FROM ({_scan_sql(heavy, cols, span, reads, hits)}))
         SEMI JOIN heavy_hot USING (rule, dkey, bucket)"""
     )
 
@@ -179,15 +193,18 @@ def allowlist_sql(rule: Rule) -> str:
 
 def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datetime | None = None,
               until: dt.datetime | None = None, starts: dict[str, dt.datetime] | None = None,
-              together: bool = False, identities: str | None = None) -> list[Alert]:
+              together: bool = False, identities: str | None = None,
+              hits: frozenset[str] = frozenset()) -> list[Alert]:
     """Evaluate ``rules`` over ``con``'s ``events`` view between ``since`` and ``until`` (UTC,
     ``until`` exclusive) and return the alerts, sorted by first_seen. ``starts`` (rule name ->
     time, none before ``since``) lets a rule read less: its matches before its start are left out
     (the incremental runs of ``watch``, where a one-hour correlation need not re-read the seven days
     another needs). ``together`` runs every correlation in one query: faster on the small match
     tables of incremental runs, while over a large lake each correlation's working set is better
-    held one at a time. ``identities``: see :func:`prepare_matches`."""
-    prepare_matches(con, rules, since, until, starts=starts, identities=identities)
+    held one at a time. ``identities``: see :func:`prepare_matches`. ``hits``: names of the rules
+    whose condition (allow-lists aside) ``events`` holds, per event, in a :data:`HITS` column of
+    names (the match cache of ``watch`` computes it once per event as it stores it)."""
+    prepare_matches(con, rules, since, until, starts=starts, identities=identities, hits=hits)
     starts = starts or {}
     by_name = {r.name: r for r in rules}
     alerts: list[Alert] = []

@@ -4,14 +4,17 @@ only its new lake files and the rules then run over a small table instead of the
 Correlations look back up to days (``repeated_report_export``: 7 days), so running the pack over
 the raw lake each second would re-read days of events per batch. Instead, each new lake file is
 scanned once: events matching any rule's condition (allow-lists ignored, so the set is a superset of
-what any rule can match) go to the ``cand`` table, and for every user id the latest event naming
-it goes to ``idents``. :meth:`MatchCache.run` points the ``events`` view at ``cand`` and calls the
-engine's ``run_rules`` with ``idents`` as its identity table (the latest username per user id, which
-it would otherwise compute from every event): the engine's one scan finds exactly the matches it
-would find over the whole lake, and names the same actors.
+what any rule can match) go to the ``cand`` table, with the names of the rules whose condition they
+meet in a ``__hits`` column, and for every user id the latest event naming it goes to ``idents``.
+:meth:`MatchCache.run` points the ``events`` view at ``cand`` and calls the engine's ``run_rules``
+with ``idents`` as its identity table (the latest username per user id, which it would otherwise
+compute from every event) and the conditions read from ``__hits`` (each condition is tested once per
+event, when it is stored, not again at every run): the engine's one scan finds exactly the matches
+it would find over the whole lake, and names the same actors.
 
 A rule whose condition mentions ``actor`` (resolved through that identity table, which changes as
-events arrive) cannot be pre-filtered per event; with such a rule every event is kept.
+events arrive) cannot be tested once per event; with such a rule every event is kept and that rule's
+condition is tested at each run.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crmguard.engine.rules import ACTOR, Rule
-from crmguard.engine.run import Alert, match_columns, match_reads, run_rules
+from crmguard.engine.run import HITS, Alert, match_columns, match_reads, run_rules
 from crmguard.lake import Lake
-from crmguard.sources.sql import connect
+from crmguard.sources.sql import connect, sql_str
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,12 @@ BULKY = ("raw", "log_file")
 IDENT_COLUMNS = "user_id, username, time, event_id"
 
 
+def _mentions(column: str, sql: str) -> bool:
+    return re.search(rf'(?<![\w.]){column}(?!\w)', sql) is not None
+
+
 def _mentions_actor(condition: str) -> bool:
-    return re.search(rf'(?<![\w.]){ACTOR}(?!\w)', condition) is not None
+    return _mentions(ACTOR, condition)
 
 
 class MatchCache:
@@ -67,12 +74,17 @@ class MatchCache:
         self.intel = intel if intel is not None and not intel.empty else None
         self.detections = [r for r in rules if r.condition]
         conds = [r.condition for r in self.detections]
-        self.keep_all = any(_mentions_actor(c) for c in conds)
-        self.hit = "true" if self.keep_all else (" OR ".join(f"coalesce(({c}), false)" for c in conds) or "false")
+        self.precomputed = frozenset(r.name for r in self.detections if not _mentions_actor(r.condition))
+        self.keep_all = len(self.precomputed) < len(self.detections)
         # The raw record and the file name are most of an event's bytes; rules seldom read them
         # (a Sigma keyword searches raw). Unread, they are never decoded from the lake.
         used = [*conds, *match_columns(rules)]
-        self.unread = [c for c in BULKY if not any(re.search(rf'(?<![\w.]){c}(?!\w)', u) for u in used)]
+        self.unread = [c for c in BULKY if not any(_mentions(c, u) for u in used)]
+        # A raw record read only by conditions tested once is kept only where one of them holds.
+        raw_rules = [r.name for r in self.detections if _mentions("raw", r.condition)]
+        self.raw_kept = ("raw" not in self.unread and set(raw_rules) <= self.precomputed
+                         and not any(_mentions("raw", c) for c in match_columns(rules)))
+        self.raw_rules = raw_rules
         self.ready = False
         self.scanned: list[str] = []
         self.kept: dict[str, dt.datetime] = {}
@@ -90,9 +102,23 @@ class MatchCache:
         else:
             self.con.execute("CREATE OR REPLACE TEMP VIEW fresh AS SELECT * FROM fresh_lake")
         if not self.ready:
-            self.con.execute("CREATE TABLE cand AS SELECT * FROM fresh WHERE false")
+            self.con.execute(f"CREATE TABLE cand AS {self._candidates('false')}")
             self.con.execute(f"CREATE TABLE idents AS SELECT {IDENT_COLUMNS} FROM fresh WHERE false")
             self.ready = True
+
+    def _candidates(self, where: str = "true") -> str:
+        """SELECT of the ``fresh`` events meeting ``where`` and some rule's condition, with their
+        :data:`HITS` (and their raw record only where a rule reading it holds)."""
+        names = sorted(self.precomputed)
+        by_name = {r.name: r for r in self.detections}
+        hits = ("list_filter([" + ", ".join(f"CASE WHEN {by_name[n].condition} THEN '{sql_str(n)}' END" for n in names)
+                + "]::VARCHAR[], lambda x: x IS NOT NULL)") if names else "[]::VARCHAR[]"
+        raw = ""
+        if self.raw_kept:
+            wanted = "[" + ", ".join(f"'{sql_str(n)}'" for n in self.raw_rules) + "]::VARCHAR[]"
+            raw = f" REPLACE (CASE WHEN list_has_any({HITS}, {wanted}) THEN raw END AS raw)"
+        kept = "" if self.keep_all else f" AND len({HITS}) > 0"
+        return f"SELECT *{raw} FROM (SELECT *, {hits} AS {HITS} FROM fresh WHERE {where}) WHERE true{kept}"
 
     def add(self, files: list[str], watermark: dt.datetime | None = None) -> NewEvents:
         """Scan the lake ``files`` (new to the cache) once: keep their candidate events and identity
@@ -104,14 +130,9 @@ class MatchCache:
         n, lo, hi, late = self.con.execute(
             f"SELECT count(*), min(time), max(time), count(*) FILTER (WHERE time < {mark}) FROM fresh"
         ).fetchall()[0]
-        # Which rules some new event meets is asked of the candidates only (a third of the events
-        # or fewer), not of every new event a second time.
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_cand AS SELECT * FROM fresh WHERE {self.hit}")
-        flags = ", ".join(f"bool_or(coalesce(({r.condition}), false))" for r in self.detections)
-        if self.keep_all:
-            flags = ", ".join("true" for _ in self.detections)
-        hit = self.con.execute(f"SELECT {flags} FROM fresh_cand").fetchall()[0] if flags else ()
-        matched = frozenset(r.name for r, h in zip(self.detections, hit, strict=True) if h)
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_cand AS {self._candidates()}")
+        [(hit,)] = self.con.execute(f"SELECT list_distinct(flatten(list({HITS}))) FROM fresh_cand").fetchall()
+        matched = frozenset(hit or ()) | {r.name for r in self.detections if r.name not in self.precomputed}
         self.rows += self.con.execute("INSERT INTO cand SELECT * FROM fresh_cand").fetchall()[0][0]
         self.scanned += files
         self.con.execute("DROP TABLE fresh_cand")
@@ -145,7 +166,7 @@ class MatchCache:
         self._ensure(rules, since, starts or {})
         self.con.execute("CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM cand")
         return run_rules(self.con, rules, since, None, starts, together=True,
-                         identities="SELECT user_id, username AS name FROM idents")
+                         identities="SELECT user_id, username AS name FROM idents", hits=self.precomputed)
 
     def prune(self, horizons: dict[str, dt.datetime]) -> int:
         """Drop the candidates no later run can read: those meeting no rule's condition at or after
@@ -163,7 +184,7 @@ class MatchCache:
             moved = dict.fromkeys((r.name for r in self.detections), earliest)
         else:
             keep = " OR ".join((f"(time >= TIMESTAMPTZ '{horizons[r.name].isoformat()}' AND " if r.name in horizons else "(")
-                               + f"coalesce(({r.condition}), false))" for r in self.detections)
+                               + f"list_contains({HITS}, '{sql_str(r.name)}'))" for r in self.detections)
             moved = {r.name: horizons[r.name] for r in self.detections if r.name in horizons}
         [(dropped,)] = self.con.execute(f"DELETE FROM cand WHERE NOT ({keep})").fetchall()
         for name, t in moved.items():
@@ -183,9 +204,9 @@ class MatchCache:
         wanted = [*short, *self.kept.values()]
         start = None if len(self.kept) < len(self.detections) or None in wanted else min(wanted)  # type: ignore[type-var]
         self._fresh_view(self.scanned)
-        after = f"time >= TIMESTAMPTZ '{start.isoformat()}' AND " if start is not None else ""
+        after = f"time >= TIMESTAMPTZ '{start.isoformat()}'" if start is not None else "true"
         self.con.execute("DELETE FROM cand")
-        [(self.rows,)] = self.con.execute(f"INSERT INTO cand SELECT * FROM fresh WHERE {after}({self.hit})").fetchall()
+        [(self.rows,)] = self.con.execute(f"INSERT INTO cand {self._candidates(after)}").fetchall()
         self.kept = dict.fromkeys((r.name for r in self.detections), start) if start is not None else {}
         self.rebuilds += 1
 
