@@ -76,17 +76,38 @@ def connect(threads: int | None = None, memory_limit: str | None = None, temp_di
     connection.
     """
     con = duckdb.connect(":memory:")
-    con.execute("SET timezone = 'UTC'")
+    _session(con)
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
         con.execute(f"SET memory_limit = '{memory_limit}'")
     if temp_dir:
         con.execute(f"SET temp_directory = '{sql_str(temp_dir)}'")
-    con.execute("SET preserve_insertion_order = false")
     for macro in MACROS:
         con.execute(macro)
     return con
+
+
+def _session(con: duckdb.DuckDBPyConnection) -> None:
+    """Apply crmguard's per-connection settings (a cursor does not inherit them)."""
+    con.execute("SET timezone = 'UTC'")
+    con.execute("SET preserve_insertion_order = false")
+
+
+def session_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A new cursor of ``con``'s database, usable from another thread, with crmguard's session
+    settings (UTC). It sees the database's tables and macros, not ``con``'s temporary objects or
+    registered Arrow tables."""
+    cursor = con.cursor()
+    _session(cursor)
+    return cursor
+
+
+ARROW_COPY_WARNING = "Arrow output on a DB-API result"
+"""Start of DuckDB's advice against Arrow output from ``execute``, which :func:`arrow_table` means
+to use. It is ignored process-wide rather than around each call: ``warnings.catch_warnings`` is not
+thread-safe, and mappings run on several threads at once (pytest's configuration ignores it too)."""
+warnings.filterwarnings("ignore", message=ARROW_COPY_WARNING, category=UserWarning)
 
 
 def arrow_table(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
@@ -95,11 +116,9 @@ def arrow_table(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
     ``con.sql(query).to_arrow_table()`` binds the query twice (to describe the relation, then to
     run it); for a source mapping's SELECT, whose expressions are large, that second bind costs more
     than the extra copy of the rows the DB-API path makes (about 15% of a 20,000-record batch), so
-    DuckDB's advice to prefer the relation is silenced here.
+    DuckDB's advice to prefer the relation is silenced (see :data:`ARROW_COPY_WARNING`).
     """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
-        return con.execute(query).to_arrow_table()
+    return con.execute(query).to_arrow_table()
 
 
 SCAN_BATCH_ROWS = 2048

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -36,7 +37,7 @@ from crmguard.sources.mapping import (
     with_lets,
 )
 from crmguard.sources.salesforce import audit_trail, elf
-from crmguard.sources.sql import arrow_table, ident, scannable, sql_list, sql_str
+from crmguard.sources.sql import arrow_table, ident, scannable, session_cursor, sql_list, sql_str
 
 NDJSON_BLOCK = 8 << 20
 JSON_CHUNK_BYTES = 64 << 20
@@ -238,14 +239,16 @@ class FileStager:
                                  WHEN NOT regexp_matches(txt, '^\\s*\\{{') THEN 'not a JSON object' END AS err
                   FROM ({records})))"""
         )
-        con.register("jk", scannable(jk))
+        jk = scannable(jk)
+        con.register("jk", jk)
         try:
-            return self._map_json_records()
+            return self._map_json_records(jk)
         finally:
             con.unregister("jk")
 
-    def _map_json_records(self) -> pa.Table:
-        """Map the records of ``jk`` (see :meth:`_stage_json_records`) to a staged chunk."""
+    def _map_json_records(self, jk: pa.Table) -> pa.Table:
+        """Map the records of ``jk`` (registered as such; see :meth:`_stage_json_records`) to a
+        staged chunk."""
         con, names = self.con, self._names_sql()
         per_file = con.execute(
             "SELECT _file, count(*), list(DISTINCT kind) FILTER (WHERE kind IS NOT NULL) FROM jk GROUP BY _file"
@@ -265,7 +268,10 @@ class FileStager:
                 selects.append(with_event_id(m.SOURCE,
                     f"SELECT {select}, json(txt)::VARCHAR AS raw, {names}[_file + 1] AS log_file, _line, _record, _file "
                     f"FROM {records}"))
-        chunk = arrow_table(con, " UNION ALL ".join(selects)) if selects else _empty_chunk(con)
+        if len(selects) > 1:
+            chunk = pa.concat_tables(_side_by_side(con, selects, {"jk": jk}))
+        else:
+            chunk = arrow_table(con, selects[0]) if selects else _empty_chunk(con)
         con.execute(
             f"""INSERT INTO qstaged SELECT {names}[_file + 1], _line, _record, NULL, NULL,
                    coalesce(err, '{UNRECOGNISED}'), coalesce(txt, CAST(_bytes AS VARCHAR))
@@ -445,6 +451,26 @@ def _ndjson_batches(opened: Opened) -> Iterator[pa.Table]:
         next_line = int(lines[-1]) + 1 if n else next_line
         yield pa.table({"_line": pa.array(lines), "text": batch.column(0),
                         "_split_error": pa.nulls(n, pa.bool_()).fill_null(False)})
+
+
+def _side_by_side(con: duckdb.DuckDBPyConnection, queries: list[str], tables: dict[str, pa.Table]) -> list[pa.Table]:
+    """Run ``queries`` (over the Arrow ``tables``, by name) at the same time, each on its own cursor
+    of ``con``'s database; return their results in order.
+
+    A source mapping's SELECT takes 15-35 ms to plan, on one thread, and a batch of JSON records
+    usually holds all four formats: planned side by side they take half the time on two cores.
+    """
+    def run(query: str) -> pa.Table:
+        cursor = session_cursor(con)
+        try:
+            for name, table in tables.items():
+                cursor.register(name, table)
+            return arrow_table(cursor, query)
+        finally:
+            cursor.close()
+
+    with ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="map") as pool:
+        return list(pool.map(run, queries))
 
 
 def _empty_chunk(con: duckdb.DuckDBPyConnection) -> pa.Table:
