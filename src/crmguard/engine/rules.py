@@ -18,6 +18,7 @@ Tuning without editing a rule: a ``tuning.yml`` beside the rules maps rule id or
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -38,6 +39,12 @@ DEFAULT_DEDUP_PERIOD = dt.timedelta(hours=1)
 ACTOR = "actor"
 """Pseudo-field: the identity an event is about (username, else the username known for the user id,
 else the user id)."""
+
+
+def mentions(column: str, sql: str) -> bool:
+    """Whether the SQL text ``sql`` (a rule condition, a column name) names the column ``column``
+    (as a whole word, not as a qualified name's part)."""
+    return re.search(rf'(?<![\w.]){re.escape(column)}(?!\w)', sql) is not None
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

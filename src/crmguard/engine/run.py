@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import duckdb
 
 from crmguard.engine.correlate import batch_sql, possible_sql, shape
-from crmguard.engine.rules import ACTOR, Correlation, Rule
+from crmguard.engine.rules import ACTOR, Correlation, Rule, mentions
 from crmguard.schema import COLUMNS
 from crmguard.sources.sql import ident, sql_str
 
@@ -75,12 +75,18 @@ def _scan_sql(rules: list[Rule], cols: str, where: list[str], reads: dict[str, d
     conds = [(f"time >= TIMESTAMPTZ '{reads[r.name].isoformat()}' AND " if r.name in reads else "")
              + f"{_condition_sql(r, hits)}{allowlist_sql(r)}" for r in rules]
     hits = "list_filter([" + ", ".join(f"CASE WHEN {c} THEN '{sql_str(r.name)}' END" for c, r in zip(conds, rules, strict=True)) + "]::VARCHAR[], lambda x: x IS NOT NULL)"
+    actor = f"coalesce(e.username, i.name, e.user_id) AS {ACTOR}"
+    filters = " AND ".join(where) or "true"
     # Each condition is written (so bound and planned) once: with a thousand rules, planning them
-    # twice (in the list and in an OR filter before it) took longer than the scan.
-    return f"""SELECT unnest(hits) AS rule, * EXCLUDE (hits) FROM (
-            SELECT {cols}, coalesce(e.username, i.name, e.user_id) AS {ACTOR}, {hits} AS hits
-            FROM events e LEFT JOIN identities i USING (user_id)
-            WHERE {' AND '.join(where) or 'true'})"""
+    # twice (in the list and in an OR filter before it) took longer than the scan. The unnest drops
+    # the events that meet none before the identity join, unless a condition reads the actor it gives.
+    if any(mentions(ACTOR, c) for c in conds):
+        return f"""SELECT unnest(hits) AS rule, * EXCLUDE (hits) FROM (
+            SELECT {cols}, {actor}, {hits} AS hits
+            FROM events e LEFT JOIN identities i USING (user_id) WHERE {filters})"""
+    return f"""SELECT e.rule, {cols}, {actor} FROM (
+            SELECT unnest(hits) AS rule, * EXCLUDE (hits) FROM (SELECT {cols}, {hits} AS hits FROM events WHERE {filters})
+            ) e LEFT JOIN identities i USING (user_id)"""
 
 
 def _dedup_key_sql(rule: Rule) -> str:

@@ -20,11 +20,10 @@ condition is tested at each run.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from crmguard.engine.rules import ACTOR, Rule
+from crmguard.engine.rules import ACTOR, Rule, mentions
 from crmguard.engine.run import HITS, Alert, match_columns, match_reads, run_rules
 from crmguard.lake import Lake
 from crmguard.sources.sql import connect, sql_str
@@ -47,12 +46,6 @@ BULKY = ("raw", "log_file")
 IDENT_COLUMNS = "user_id, username, time, event_id"
 
 
-def _mentions(column: str, sql: str) -> bool:
-    return re.search(rf'(?<![\w.]){column}(?!\w)', sql) is not None
-
-
-def _mentions_actor(condition: str) -> bool:
-    return _mentions(ACTOR, condition)
 
 
 class MatchCache:
@@ -74,16 +67,16 @@ class MatchCache:
         self.intel = intel if intel is not None and not intel.empty else None
         self.detections = [r for r in rules if r.condition]
         conds = [r.condition for r in self.detections]
-        self.precomputed = frozenset(r.name for r in self.detections if not _mentions_actor(r.condition))
+        self.precomputed = frozenset(r.name for r in self.detections if not mentions(ACTOR, r.condition))
         self.keep_all = len(self.precomputed) < len(self.detections)
         # The raw record and the file name are most of an event's bytes; rules seldom read them
         # (a Sigma keyword searches raw). Unread, they are never decoded from the lake.
         used = [*conds, *match_columns(rules)]
-        self.unread = [c for c in BULKY if not any(_mentions(c, u) for u in used)]
+        self.unread = [c for c in BULKY if not any(mentions(c, u) for u in used)]
         # A raw record read only by conditions tested once is kept only where one of them holds.
-        raw_rules = [r.name for r in self.detections if _mentions("raw", r.condition)]
+        raw_rules = [r.name for r in self.detections if mentions("raw", r.condition)]
         self.raw_kept = ("raw" not in self.unread and set(raw_rules) <= self.precomputed
-                         and not any(_mentions("raw", c) for c in match_columns(rules)))
+                         and not any(mentions("raw", c) for c in match_columns(rules)))
         self.raw_rules = raw_rules
         self.ready = False
         self.scanned: list[str] = []
