@@ -65,8 +65,17 @@ MACROS: tuple[str, ...] = (
     "CREATE OR REPLACE MACRO to_bool(x) AS CASE lower(blank_null(x)) WHEN 'true' THEN true "
     "WHEN '1' THEN true WHEN 'false' THEN false WHEN '0' THEN false END",
     # Country names (Okta) and codes (Salesforce) -> ISO 3166-1 alpha-2, so sources compare.
-    *_country_macro(),
+    *(statement for statement in _country_macro() if not statement.startswith("SET ")),
 )
+
+SESSION: tuple[str, ...] = (
+    "SET timezone = 'UTC'",
+    "SET preserve_insertion_order = false",
+    # The country table of country_iso is a session variable.
+    *(statement for statement in _country_macro() if statement.startswith("SET ")),
+)
+"""Per-connection settings and variables the macros and mappings rely on: a cursor does not inherit
+them (see :func:`session_cursor`)."""
 
 
 def connect(threads: int | None = None, memory_limit: str | None = None, temp_dir: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -89,15 +98,15 @@ def connect(threads: int | None = None, memory_limit: str | None = None, temp_di
 
 
 def _session(con: duckdb.DuckDBPyConnection) -> None:
-    """Apply crmguard's per-connection settings (a cursor does not inherit them)."""
-    con.execute("SET timezone = 'UTC'")
-    con.execute("SET preserve_insertion_order = false")
+    """Apply crmguard's :data:`SESSION` settings to ``con``."""
+    for statement in SESSION:
+        con.execute(statement)
 
 
 def session_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """A new cursor of ``con``'s database, usable from another thread, with crmguard's session
-    settings (UTC). It sees the database's tables and macros, not ``con``'s temporary objects or
-    registered Arrow tables."""
+    """A new cursor of ``con``'s database, usable from another thread, with crmguard's
+    :data:`SESSION` settings (UTC, the country table). It sees the database's tables and macros, not
+    ``con``'s temporary objects or registered Arrow tables."""
     cursor = con.cursor()
     _session(cursor)
     return cursor
