@@ -46,8 +46,6 @@ BULKY = ("raw", "log_file")
 IDENT_COLUMNS = "user_id, username, time, event_id"
 
 
-
-
 class MatchCache:
     """Candidate events of ``lake`` for ``rules`` (see the module doc), enriched from ``intel_dir``
     when it holds intel files, in an in-memory DuckDB database."""
