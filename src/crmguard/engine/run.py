@@ -60,6 +60,15 @@ HITS = "__hits"
 meets (allow-lists aside), computed when the event was stored (see ``run_rules``' ``hits``)."""
 
 
+def hits_sql(conditions: list[tuple[str, str]]) -> str:
+    """SQL over an event: the list (VARCHAR[]) of the names whose condition holds, given
+    ``conditions`` as (rule name, SQL condition) pairs."""
+    if not conditions:
+        return "[]::VARCHAR[]"
+    cases = ", ".join(f"CASE WHEN {cond} THEN '{sql_str(name)}' END" for name, cond in conditions)
+    return f"list_filter([{cases}]::VARCHAR[], lambda x: x IS NOT NULL)"
+
+
 def _condition_sql(rule: Rule, hits: frozenset[str]) -> str:
     """``rule``'s condition over an event: read from the :data:`HITS` column when ``rule`` is in ``hits``."""
     return f"list_contains({HITS}, '{sql_str(rule.name)}')" if rule.name in hits else f"({rule.condition})"
@@ -74,7 +83,7 @@ def _scan_sql(rules: list[Rule], cols: str, where: list[str], reads: dict[str, d
     reads = reads or {}
     conds = [(f"time >= TIMESTAMPTZ '{reads[r.name].isoformat()}' AND " if r.name in reads else "")
              + f"{_condition_sql(r, hits)}{allowlist_sql(r)}" for r in rules]
-    hits = "list_filter([" + ", ".join(f"CASE WHEN {c} THEN '{sql_str(r.name)}' END" for c, r in zip(conds, rules, strict=True)) + "]::VARCHAR[], lambda x: x IS NOT NULL)"
+    hits = hits_sql([(r.name, c) for r, c in zip(rules, conds, strict=True)])
     actor = f"coalesce(e.username, i.name, e.user_id) AS {ACTOR}"
     filters = " AND ".join(where) or "true"
     # Each condition is written (so bound and planned) once: with a thousand rules, planning them

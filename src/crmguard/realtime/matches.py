@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crmguard.engine.rules import ACTOR, Rule, mentions
-from crmguard.engine.run import HITS, Alert, match_columns, match_reads, run_rules
+from crmguard.engine.run import HITS, Alert, hits_sql, match_columns, match_reads, run_rules
 from crmguard.lake import Lake
 from crmguard.sources.sql import connect, sql_str
 
@@ -100,10 +100,7 @@ class MatchCache:
     def _candidates(self, where: str = "true") -> str:
         """SELECT of the ``fresh`` events meeting ``where`` and some rule's condition, with their
         :data:`HITS` (and their raw record only where a rule reading it holds)."""
-        names = sorted(self.precomputed)
-        by_name = {r.name: r for r in self.detections}
-        hits = ("list_filter([" + ", ".join(f"CASE WHEN {by_name[n].condition} THEN '{sql_str(n)}' END" for n in names)
-                + "]::VARCHAR[], lambda x: x IS NOT NULL)") if names else "[]::VARCHAR[]"
+        hits = hits_sql(sorted((r.name, r.condition) for r in self.detections if r.name in self.precomputed))
         raw = ""
         if self.raw_kept:
             wanted = "[" + ", ".join(f"'{sql_str(n)}'" for n in self.raw_rules) + "]::VARCHAR[]"
