@@ -67,6 +67,7 @@ class MatchCache:
         conds = [r.condition for r in self.detections]
         self.precomputed = frozenset(r.name for r in self.detections if not mentions(ACTOR, r.condition))
         self.keep_all = len(self.precomputed) < len(self.detections)
+        self.hits = hits_sql(sorted((r.name, r.condition) for r in self.detections if r.name in self.precomputed))
         # The raw record and the file name are most of an event's bytes; rules seldom read them
         # (a Sigma keyword searches raw). Unread, they are never decoded from the lake.
         used = [*conds, *match_columns(rules)]
@@ -100,13 +101,12 @@ class MatchCache:
     def _candidates(self, where: str = "true") -> str:
         """SELECT of the ``fresh`` events meeting ``where`` and some rule's condition, with their
         :data:`HITS` (and their raw record only where a rule reading it holds)."""
-        hits = hits_sql(sorted((r.name, r.condition) for r in self.detections if r.name in self.precomputed))
         raw = ""
         if self.raw_kept:
             wanted = "[" + ", ".join(f"'{sql_str(n)}'" for n in self.raw_rules) + "]::VARCHAR[]"
             raw = f" REPLACE (CASE WHEN list_has_any({HITS}, {wanted}) THEN raw END AS raw)"
-        kept = "" if self.keep_all else f" AND len({HITS}) > 0"
-        return f"SELECT *{raw} FROM (SELECT *, {hits} AS {HITS} FROM fresh WHERE {where}) WHERE true{kept}"
+        kept = "true" if self.keep_all else f"len({HITS}) > 0"
+        return f"SELECT *{raw} FROM (SELECT *, {self.hits} AS {HITS} FROM fresh WHERE {where}) WHERE {kept}"
 
     def add(self, files: list[str], watermark: dt.datetime | None = None) -> NewEvents:
         """Scan the lake ``files`` (new to the cache) once: keep their candidate events and identity
