@@ -1,5 +1,5 @@
 """The Parquet lake of normalised events and its quarantine."""
 
-from crmguard.lake.store import CommitCounts, Lake
+from crmguard.lake.store import CommitCounts, Lake, Merge
 
-__all__ = ["CommitCounts", "Lake"]
+__all__ = ["CommitCounts", "Lake", "Merge"]

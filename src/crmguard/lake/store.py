@@ -12,12 +12,29 @@ appears twice in one input, is counted as a duplicate and not written again (the
 earliest file of a batch, earliest line first, is the one stored). Files are written
 into ``_staging`` and renamed into place, so a crash never leaves a half-written Parquet file in
 the lake, and a file lock serialises concurrent writers.
+
+A file's name carries the time range of its events, ``part-<first>_<last>-<uuid>.parquet`` (epoch
+microseconds). An event id hashes the source and the raw record, which holds the event's time, so a
+duplicate has the same time as the stored copy: a write compares its events only with the files of
+their partitions whose range overlaps theirs. A stream appending to today's partition every second
+thus reads no earlier file, however many it wrote (files named ``part-<uuid>.parquet``, from earlier
+releases, are always compared).
+
+Compaction (:meth:`Lake.merge`, :meth:`Lake.switch`, :meth:`Lake.reap`) replaces many small files
+of a partition with one: the merged file is written under ``_staging``; a journal under
+``_compaction`` then names it and the files it replaces, and once the merged file is renamed into
+its partition the listing shows it instead of them. The replaced files stay on disk, hidden, for a
+grace period, so a reader that listed them before the switch can still read them; then they are
+deleted. A crash at any point leaves each event visible exactly once.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import re
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +47,37 @@ import pyarrow as pa
 from crmguard.errors import LakeError
 from crmguard.schema import COLUMNS, QUARANTINE_SCHEMA, duckdb_type
 from crmguard.sources.sql import connect, ident, scannable, sql_list, sql_str
+
+
+_RANGED = re.compile(r"part-(-?\d+)_(-?\d+)-[0-9a-f]{32}\.parquet")
+
+
+def time_range(path: str | Path) -> tuple[int, int] | None:
+    """The (first, last) event time, in epoch microseconds, that an event file's name carries, or
+    None for a name without one."""
+    m = _RANGED.fullmatch(Path(path).name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def ranged_name(first_us: int, last_us: int) -> str:
+    """A new event file name carrying the time range ``first_us``..``last_us`` (epoch µs)."""
+    return f"part-{first_us}_{last_us}-{uuid.uuid4().hex}.parquet"
+
+
+def _overlaps(path: str, first_us: int, last_us: int) -> bool:
+    span = time_range(path)
+    return span is None or (span[0] <= last_us and first_us <= span[1])
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Files of one partition merged into one new file, written under ``_staging`` and not yet in
+    the lake (see :meth:`Lake.switch`)."""
+
+    replaced: tuple[str, ...]
+    staged: str
+    target: str
+    rows: int
 
 
 @dataclass
@@ -47,18 +95,41 @@ class Lake:
         self.root = Path(root)
         self.events_dir = self.root / "events"
         self.quarantine_dir = self.root / "quarantine"
+        self.journal_dir = self.root / "_compaction"
+        self._journals: dict[str, dict[str, object]] = {}
+        """Compaction journals read so far, by file name (a journal never changes)."""
 
     # --- reading -------------------------------------------------------------------------------
 
     def event_files(self, partitions: set[tuple[str, str]] | None = None) -> list[str]:
         """Return the Parquet files of the events, optionally only those of the given
         (source, YYYY-MM-DD) partitions."""
+        # Journals first: a merged file renamed in after this sees its journal read already.
+        hidden = self._replaced()
         if partitions is None:
-            return sorted(str(p) for p in self.events_dir.glob("source=*/date=*/*.parquet"))
-        files: list[str] = []
-        for source, date in sorted(partitions):
-            files += sorted(str(p) for p in (self.events_dir / f"source={source}" / f"date={date}").glob("*.parquet"))
-        return files
+            found = sorted(str(p) for p in self.events_dir.glob("source=*/date=*/*.parquet"))
+        else:
+            found = []
+            for source, date in sorted(partitions):
+                found += sorted(str(p) for p in (self.events_dir / f"source={source}" / f"date={date}").glob("*.parquet"))
+        return [f for f in found if f not in hidden] if hidden else found
+
+    def _journal(self, path: Path) -> dict[str, object]:
+        doc = self._journals.get(path.name)
+        if doc is None:
+            doc = self._journals[path.name] = json.loads(path.read_text())
+        return doc
+
+    def _replaced(self) -> set[str]:
+        """The event files that a switched merge replaced (hidden from the listing)."""
+        if not self.journal_dir.exists():
+            return set()
+        hidden: set[str] = set()
+        for path in self.journal_dir.glob("*.json"):
+            doc = self._journal(path)
+            if (self.root / str(doc["merged"])).exists():
+                hidden.update(str(self.root / r) for r in doc["replaced"])  # type: ignore[attr-defined]
+        return hidden
 
     def quarantine_files(self) -> list[str]:
         """Return the quarantine Parquet files."""
@@ -164,50 +235,60 @@ class Lake:
         }
         if not per_file:
             return counts
-        partitions = con.execute(
-            "SELECT DISTINCT source, CAST(CAST(time AS DATE) AS VARCHAR) FROM staged WHERE time IS NOT NULL"
-        ).fetchall()
+        spans = {
+            (source, date): (lo, hi)
+            for source, date, lo, hi in con.execute(
+                "SELECT source, CAST(CAST(time AS DATE) AS VARCHAR), epoch_us(min(time)), epoch_us(max(time)) "
+                "FROM staged WHERE time IS NOT NULL GROUP BY ALL"
+            ).fetchall()
+        }
         total, distinct = con.execute("SELECT count(*), count(DISTINCT event_id) FROM staged WHERE time IS NOT NULL").fetchall()[0]
         # Duplicates inside the chunk are rare (same row twice in a file); only then pay for removing them.
         dedupe = ("QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY _file, _line, _record) = 1"
                   if total != distinct else "")
-        # Compare with what the chunk's partitions held before this batch (listed once per batch),
-        # and with what earlier chunks of the batch wrote (a small table of ids): never re-read our
-        # own output. An event id hashes the source and the record, so it has one partition.
-        existing = [f for key in sorted(partitions)
-                    for f in self._before_file.setdefault(key, self.event_files({key}))]
+        # Compare with what the chunk's partitions held before this batch (listed once per batch)
+        # in the chunk's time range, and with what earlier chunks of the batch wrote (a small table
+        # of ids): never re-read our own output. An event id hashes the source and the record, so
+        # it has one partition and one time.
+        existing = [f for key, (lo, hi) in sorted(spans.items())
+                    for f in self._before_file.setdefault(key, self.event_files({key})) if _overlaps(f, lo, hi)]
         known = f"ANTI JOIN read_parquet({sql_list(existing)}) k ON k.event_id = c.event_id" if existing else ""
         # Only the ids (and the file credited: the batch's earliest) are materialised; the rows
         # go from the chunk straight into Parquet.
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE fresh AS
             SELECT c.event_id, arg_min(c.log_file, c._file) AS log_file, any_value(c.source) AS source,
-                   any_value(CAST(CAST(c.time AS DATE) AS VARCHAR)) AS date
+                   any_value(CAST(CAST(c.time AS DATE) AS VARCHAR)) AS date, any_value(epoch_us(c.time)) AS us
             FROM staged c {known} ANTI JOIN file_seen s ON s.event_id = c.event_id
             WHERE c.time IS NOT NULL GROUP BY c.event_id"""
         )
-        written: set[tuple[str, str]] = set()
-        for file, source, date, n in con.execute("SELECT log_file, source, date, count(*) FROM fresh GROUP BY ALL").fetchall():
+        written: dict[tuple[str, str], tuple[int, int]] = {}
+        for file, source, date, n, lo, hi in con.execute(
+            "SELECT log_file, source, date, count(*), min(us), max(us) FROM fresh GROUP BY ALL"
+        ).fetchall():
             counts.stored[(file, source)] = counts.stored.get((file, source), 0) + n
-            written.add((source, date))
+            was = written.get((source, date), (lo, hi))
+            written[(source, date)] = (min(was[0], lo), max(was[1], hi))
         if written:
-            self._write_partitions(con, sorted(written), dedupe)
+            self._write_partitions(con, written, dedupe)
             con.execute("INSERT INTO file_seen SELECT event_id FROM fresh")
         con.execute("DROP TABLE IF EXISTS fresh")
         for key, n in per_file.items():
             counts.duplicate[key] = n - counts.stored.setdefault(key, 0)
         return counts
 
-    def _write_partitions(self, con: duckdb.DuckDBPyConnection, partitions: list[tuple[str, str]], dedupe: str) -> None:
-        """Write the ``fresh`` rows of ``staged`` to one new Parquet file per (source, date), each
-        written under ``_staging`` and moved into its partition when complete."""
+    def _write_partitions(self, con: duckdb.DuckDBPyConnection, partitions: dict[tuple[str, str], tuple[int, int]],
+                          dedupe: str) -> None:
+        """Write the ``fresh`` rows of ``staged`` to one new Parquet file per (source, date) of
+        ``partitions`` (named with the time range given there), each written under ``_staging``
+        and moved into its partition when complete."""
         names = ", ".join(ident(c.name) for c in COLUMNS)
         staging = self.root / "_staging"
         staging.mkdir(parents=True, exist_ok=True)
         # One file per partition (a COPY with PARTITION_BY holds a writer per partition: more memory, no faster).
         # zstd level 1: files as small as the default level's on this data, for 30% less encoding time.
-        for source, date in partitions:
-            name = f"part-{uuid.uuid4().hex}.parquet"
+        for (source, date), (lo, hi) in sorted(partitions.items()):
+            name = ranged_name(lo, hi)
             tmp = staging / name
             con.execute(
                 f"""COPY (SELECT {names} FROM staged c SEMI JOIN fresh f ON f.event_id = c.event_id
@@ -217,6 +298,89 @@ class Lake:
             target = self.events_dir / f"source={source}" / f"date={date}"
             target.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, target / name)
+
+    # --- compaction ----------------------------------------------------------------------------
+
+    def merge(self, files: list[str], con: duckdb.DuckDBPyConnection | None = None) -> Merge:
+        """Write the events of ``files`` (event files of one partition) into one new file under
+        ``_staging``, in the order of the files' time ranges, named with their combined range; the
+        lake is unchanged until :meth:`switch`. Uses ``con`` (default: a new connection). Returns
+        the merge. Raises ``LakeError`` when the files span several partitions or cannot be read."""
+        if not files:
+            raise LakeError("nothing to merge", file=str(self.root))
+        folders = {str(Path(f).parent) for f in files}
+        if len(folders) > 1:
+            raise LakeError(f"cannot merge files of {len(folders)} partitions", file=str(self.root))
+        ordered = sorted(files, key=lambda f: ((time_range(f) or (-(1 << 62), 0))[0], f))
+        own = con is None
+        con = con or connect(temp_dir=str(self.root / "_tmp"))
+        try:
+            # Insertion order kept: the rows come out file after file, nearly sorted by time.
+            con.execute("SET preserve_insertion_order = true")
+            names = ", ".join(ident(c.name) for c in COLUMNS)
+            source = f"read_parquet({sql_list(ordered)}, union_by_name=true)"
+            ranges = [time_range(f) for f in ordered]
+            if all(r is not None for r in ranges):
+                first, last = min(r[0] for r in ranges), max(r[1] for r in ranges)  # type: ignore[index]
+            else:
+                first, last = con.execute(f"SELECT epoch_us(min(time)), epoch_us(max(time)) FROM {source}").fetchall()[0]
+            name = ranged_name(first, last)
+            staging = self.root / "_staging"
+            staging.mkdir(parents=True, exist_ok=True)
+            tmp = staging / name
+            [(rows,)] = con.execute(
+                f"COPY (SELECT {names} FROM {source}) TO '{sql_str(str(tmp))}' "
+                "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1)"
+            ).fetchall()
+        except duckdb.Error as exc:
+            raise LakeError(f"could not merge {len(files)} files: {exc}", file=str(self.root)) from exc
+        finally:
+            if own:
+                con.close()
+        return Merge(tuple(ordered), str(tmp), str(Path(next(iter(folders))) / name), int(rows))
+
+    def switch(self, merge: Merge) -> str:
+        """Put ``merge``'s file in its partition in place of the files it replaces, atomically for
+        readers of :meth:`event_files`: a journal names them, then the rename makes the merged file
+        visible and them hidden. They stay on disk until :meth:`reap`. Returns the merged file's
+        path. Raises ``LakeError`` when a replaced file is gone (another merge took it)."""
+        with self.locked():
+            hidden = self._replaced()
+            if any(f in hidden or not Path(f).exists() for f in merge.replaced):
+                raise LakeError("a file of this merge was merged or deleted meanwhile", file=merge.target)
+            self.journal_dir.mkdir(parents=True, exist_ok=True)
+            doc = {"merged": self._relative(merge.target), "replaced": [self._relative(f) for f in merge.replaced],
+                   "staged": self._relative(merge.staged), "at": time.time()}
+            tmp = self.root / "_staging" / f"journal-{uuid.uuid4().hex}.json"
+            tmp.write_text(json.dumps(doc))
+            os.replace(tmp, self.journal_dir / tmp.name)
+            os.replace(merge.staged, merge.target)
+        return merge.target
+
+    def reap(self, grace_s: float) -> list[str]:
+        """Delete the files that merges switched at least ``grace_s`` seconds ago replaced (and
+        their journals); undo merges a crash left before their rename (journal and staged file
+        deleted, the replaced files stay visible). Returns the paths of the deleted event files."""
+        if not self.journal_dir.exists():
+            return []
+        deleted: list[str] = []
+        with self.locked():
+            for path in sorted(self.journal_dir.glob("*.json")):
+                doc = self._journal(path)
+                if not (self.root / str(doc["merged"])).exists():
+                    (self.root / str(doc["staged"])).unlink(missing_ok=True)
+                elif time.time() - float(doc["at"]) >= grace_s:  # type: ignore[arg-type]
+                    for rel in doc["replaced"]:  # type: ignore[attr-defined]
+                        (self.root / rel).unlink(missing_ok=True)
+                        deleted.append(str(self.root / rel))
+                else:
+                    continue
+                path.unlink()
+                self._journals.pop(path.name, None)
+        return deleted
+
+    def _relative(self, path: str) -> str:
+        return str(Path(path).relative_to(self.root))
 
     def _write_quarantine(self, con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], int]:
         con.execute(
