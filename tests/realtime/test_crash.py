@@ -39,9 +39,11 @@ class Watch:
         self.kills = 0
         # Kill points of successive starts; batches count from each start, so "stored:1" kills the
         # replay of the batch the previous kill cut short.
-        self.plan = ["ingested:2", "stored:1", "committed:2"]
+        self.plan = ["ingested:2", "compacting:1", "stored:1", "compacted:1", "committed:2"]
         self.log_path = home.parent / "watch.log"
         self.log = open(self.log_path, "ab")  # noqa: SIM115 (closed by close())
+        self.armed: str | None = None
+        self.hit: list[str] = []
 
     def close(self) -> None:
         if self.alive():
@@ -50,14 +52,16 @@ class Watch:
 
     def start(self) -> None:
         """Start the watcher, armed with the next planned kill point, if any; wait until it serves."""
-        kill_at = self.plan.pop(0) if self.plan else None
+        kill_at = self.armed = self.plan.pop(0) if self.plan else None
         env = {**os.environ, "WATCH_TOKEN": TOKEN}
         env.pop(KILL_AT_ENV, None)
         if kill_at:
             env[KILL_AT_ENV] = kill_at
         self.proc = subprocess.Popen(
             [CLI, "watch", "--home", str(self.home), "--inbox", str(self.inbox), "--listen", f"127.0.0.1:{self.port}",
-             "--token-env", "WATCH_TOKEN", "--interval", "0.2", "--status-every", "5"],
+             "--token-env", "WATCH_TOKEN", "--interval", "0.2", "--status-every", "5",
+             # Every two evaluated files of a partition merged, the replaced ones deleted at once.
+             "--compact-fanout", "2", "--compact-grace", "0"],
             env=env, stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.monotonic() + DEADLINE_S
         while time.monotonic() < deadline:
@@ -73,13 +77,19 @@ class Watch:
         return self.proc is not None and self.proc.poll() is None
 
     def died_by_kill(self) -> bool:
-        return self.proc is not None and self.proc.poll() == -signal.SIGKILL
+        """True when the process killed itself (or was killed); notes the kill point it was armed with."""
+        died = self.proc is not None and self.proc.poll() == -signal.SIGKILL
+        if died and self.armed:
+            self.hit.append(self.armed)
+            self.armed = None
+        return died
 
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
         self.kills += 1
+        self.armed = None  # killed by the test, not at its kill point
 
     def post(self, lines: list[str]) -> None:
         """POST until acknowledged (a client retries when the watcher is down), restarting it if needed."""
@@ -135,6 +145,7 @@ def test_kill_9_at_any_point_loses_nothing_and_repeats_nothing(stream: Stream, t
     finally:
         watch.close()
     assert watch.kills >= 4, watch.log_path.read_text()
+    assert {"compacting:1", "compacted:1"} <= set(watch.hit), (watch.hit, watch.log_path.read_text())
     assert lake_counts(home / "lake") == (stream.events, stream.events)
     streamed = alert_set(state)
     assert streamed == stream.batch_alerts, differences(streamed, stream.batch_alerts)

@@ -10,6 +10,8 @@ import pytest
 
 from crmguard.engine.rules import load_rules
 from crmguard.engine.run import Alert
+from crmguard.lake import Lake
+from crmguard.realtime.compaction import CompactionPolicy
 from crmguard.realtime.watch import Watcher, WatchOptions
 from crmguard.realtime.window import StoredEpisode, floor_time, superseded, to_store, window_start
 from tests.realtime.conftest import Stream, alert_set, differences, lake_counts, write_chunk
@@ -55,6 +57,37 @@ def test_a_pruned_cache_gives_the_same_alerts(stream: Stream, tmp_path: Path) ->
     finally:
         watcher.close()
     assert pruned > 0 and rebuilds > 0
+    streamed = alert_set(tmp_path / "state.db")
+    assert streamed == stream.batch_alerts, differences(streamed, stream.batch_alerts)
+
+
+def test_compacting_the_lake_while_streaming_gives_the_same_alerts(stream: Stream, tmp_path: Path) -> None:
+    """Every two evaluated files of a partition are merged and the replaced ones deleted at once,
+    while a cache pruned after every batch rebuilds from the merged files: the lake still holds each
+    event once, and the alerts are the batch's."""
+    inbox, lake = tmp_path / "inbox", tmp_path / "lake"
+    watcher = Watcher(WatchOptions(lake=lake, state=tmp_path / "state.db", spool=tmp_path / "spool", inbox=inbox,
+                                   late_tolerance_s=0, prune_growth=0,
+                                   compaction=CompactionPolicy(fanout=2, grace_s=0)))
+    merged = []
+    try:
+        for i, chunk in enumerate(stream.chunks):
+            write_chunk(inbox, i, chunk)
+            record = watcher.step()
+            assert record is not None and record.events == len(chunk)
+            merged.append(watcher.compact(wait=True))
+        assert watcher.step() is None
+        rebuilds = watcher.cache.rebuilds
+    finally:
+        watcher.close()
+    assert sum(m is not None for m in merged) >= 5 and rebuilds > 0
+    Lake(lake).reap(grace_s=0)  # what close() switched in last
+    files = Lake(lake).event_files()
+    assert {str(p) for p in lake.glob("events/*/*/*.parquet")} == set(files)
+    assert set(files) & set(filter(None, merged))
+    partitions = {str(Path(f).parent) for f in files}
+    assert len(files) < len(partitions) * 3  # at most fanout - 1 files per tier, and few tiers
+    assert lake_counts(lake) == (stream.events, stream.events)
     streamed = alert_set(tmp_path / "state.db")
     assert streamed == stream.batch_alerts, differences(streamed, stream.batch_alerts)
 

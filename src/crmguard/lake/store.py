@@ -30,6 +30,7 @@ deleted. A crash at any point leaves each event visible exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -67,6 +68,9 @@ def ranged_name(first_us: int, last_us: int) -> str:
 def _overlaps(path: str, first_us: int, last_us: int) -> bool:
     span = time_range(path)
     return span is None or (span[0] <= last_us and first_us <= span[1])
+
+
+STAGED_ORPHAN_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -360,11 +364,17 @@ class Lake:
     def reap(self, grace_s: float) -> list[str]:
         """Delete the files that merges switched at least ``grace_s`` seconds ago replaced (and
         their journals); undo merges a crash left before their rename (journal and staged file
-        deleted, the replaced files stay visible). Returns the paths of the deleted event files."""
-        if not self.journal_dir.exists():
-            return []
+        deleted, the replaced files stay visible); delete staged files a crash left behind more
+        than :data:`STAGED_ORPHAN_S` ago. Returns the paths of the deleted event files."""
         deleted: list[str] = []
         with self.locked():
+            # Left by a crash mid-write (a merge, a commit); an hour is longer than any write takes.
+            for path in (self.root / "_staging").glob("*"):
+                with contextlib.suppress(FileNotFoundError):
+                    if time.time() - path.stat().st_mtime > STAGED_ORPHAN_S:
+                        path.unlink()
+            if not self.journal_dir.exists():
+                return []
             for path in sorted(self.journal_dir.glob("*.json")):
                 doc = self._journal(path)
                 if not (self.root / str(doc["merged"])).exists():

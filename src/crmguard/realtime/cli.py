@@ -66,10 +66,15 @@ def watch_command(
                                             "anomalies after new events (see `crmguard baseline update`).")] = False,
     baseline_every: Annotated[float, typer.Option("--baseline-every", help="Seconds between baseline updates "
                                                   "(events arriving meanwhile wait for the next one).", min=0.0)] = 60.0,
+    compact_fanout: Annotated[int, typer.Option("--compact-fanout", help="Merge a partition's evaluated lake files "
+                                                "this many at a time, by size tier (0: never).", min=0)] = 8,
+    compact_grace: Annotated[float, typer.Option("--compact-grace", help="Seconds merged-away files stay on disk "
+                                                 "for readers that listed them before.", min=0.0)] = 600.0,
 ) -> int:
     """Detect in real time: ingest log files dropped into --inbox and events POSTed to --listen in
     micro-batches, run the rules incrementally, store and deliver alerts; crash-safe (restart
     resumes without losing or repeating anything)."""
+    from crmguard.realtime.compaction import CompactionPolicy
     from crmguard.realtime.http import Server, create_app
     from crmguard.realtime.watch import Watcher, WatchOptions
 
@@ -89,7 +94,8 @@ def watch_command(
     options = WatchOptions(lake=ws.lake, state=ws.state, spool=ws.home / "spool", inbox=Path(inbox) if inbox else None,
                            interval_s=interval, status_every_s=status_every, rule_dirs=[Path(r) for r in rules or []],
                            intel_dir=ws.intel, sinks=sinks_config, baselines=baselines, baseline_every_s=baseline_every,
-                           late_tolerance_s=late_tolerance)
+                           late_tolerance_s=late_tolerance,
+                           compaction=CompactionPolicy(fanout=compact_fanout, grace_s=compact_grace))
     if options.inbox is not None:
         options.inbox.mkdir(parents=True, exist_ok=True)
     watcher = Watcher(options, log=lambda line: err.print(line, markup=False, highlight=False, soft_wrap=True))

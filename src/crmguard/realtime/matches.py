@@ -135,6 +135,12 @@ class MatchCache:
         )
         return NewEvents(n, lo, hi, late, matched)
 
+    def replaced(self, files: tuple[str, ...], merged: str) -> None:
+        """Note that the lake file ``merged`` now holds the events of the scanned ``files`` (a
+        rebuild reads it instead)."""
+        gone = set(files)
+        self.scanned = [f for f in self.scanned if f not in gone] + [merged]
+
     def affected(self, matched: frozenset[str]) -> list[Rule]:
         """The rules whose alerts new events meeting the ``matched`` conditions can change: those
         detections, and the correlations over any of them (with all their base rules)."""

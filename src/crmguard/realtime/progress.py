@@ -87,6 +87,16 @@ class Progress:
         """Lake files already evaluated."""
         return {r[0] for r in self.db.execute("SELECT path FROM watch_files")}
 
+    def add_files(self, files: list[str]) -> None:
+        """Record lake ``files`` as evaluated (merges of files that were)."""
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO watch_files VALUES (?, 0)", [(f,) for f in files])
+
+    def forget_files(self, files: list[str]) -> None:
+        """Forget lake ``files`` (deleted by compaction)."""
+        with self.db:
+            self.db.executemany("DELETE FROM watch_files WHERE path = ?", [(f,) for f in files])
+
     def done_receipts(self) -> set[str]:
         """Receipts of spool inputs already processed."""
         return {r[0] for r in self.db.execute("SELECT receipt FROM watch_receipts")}

@@ -17,6 +17,11 @@ One batch, in this order (the order is what makes kill -9 safe):
 A crash before 5 replays the batch after restart; a crash after 5 leaves only spool files whose
 receipts are recorded, which the restart deletes.
 
+After a batch, the loop also compacts the lake (:mod:`crmguard.realtime.compaction`): a merge
+written in the background is recorded as evaluated before it is switched into the lake, and the
+files it replaced are forgotten only once deleted, so a crash around a switch neither evaluates an
+event twice nor leaves one unevaluated.
+
 The long-running loop (:meth:`Watcher.run`) pipelines the two halves: one thread does 1-2 for the
 next inputs while the other does 3-6 for the last ones. That changes no step's order for a given
 batch: a batch's inputs stay in the spool until the evaluation that commits it, so a crash while
@@ -42,7 +47,8 @@ from crmguard.engine.rules import Rule, load_rules
 from crmguard.engine.run import match_reads
 from crmguard.errors import CrmguardError
 from crmguard.ingest import Counts, ingest, ingest_connection
-from crmguard.lake import Lake
+from crmguard.lake import Lake, Merge
+from crmguard.realtime.compaction import CompactionPolicy, Compactor, plan
 from crmguard.realtime.matches import MatchCache
 from crmguard.realtime.metrics import Metrics
 from crmguard.realtime.progress import BatchRecord, Progress
@@ -53,8 +59,9 @@ T = TypeVar("T")
 
 KILL_AT_ENV = "CRMGUARD_WATCH_KILL_AT"
 """Test hook: ``<stage>:<n>`` makes the process SIGKILL itself at ``stage`` of the n-th batch it
-runs since it started (stages: ``ingested``, ``stored``, ``committed``), to prove crash safety at
-exact points."""
+runs since it started (stages: ``ingested``, ``stored``, ``committed``), or of the n-th merge it
+switches into the lake (``compacting``: recorded, not yet switched; ``compacted``: switched), to
+prove crash safety at exact points."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,7 @@ class WatchOptions:
     prune_growth: float = 1.0
     """The cache drops candidates no later run can read once it has grown by this fraction since it
     last did (0: after every batch)."""
+    compaction: CompactionPolicy = field(default_factory=CompactionPolicy)
 
 
 def _kill_point(stage: str, batch: int) -> None:
@@ -120,6 +128,8 @@ class Watcher:
         self.metrics = Metrics()
         self.cache = MatchCache(self.lake, self.rules, options.intel_dir)
         self.ingest_con = ingest_connection(self.lake)
+        self.compactor = Compactor(self.lake, options.compaction)
+        self._merges = 0
         self.processed: set[str] = set()
         self._held: set[str] = set()
         """Receipts of spooled inputs an ingest has taken and no committed batch has recorded yet."""
@@ -140,6 +150,7 @@ class Watcher:
         self.spool.clean()
         done = self.progress.done_receipts()
         self.spool.remove([f for f in self.spool.pending() if f.receipt in done])
+        self._reap(self.options.compaction.grace_s)
         lake_files = set(self.lake.event_files())
         self.processed = self.progress.processed_files() & lake_files
         self.cache.add(sorted(self.processed))
@@ -211,7 +222,8 @@ class Watcher:
         timings = {"ingest_s": sum(item.seconds for item in ingested)}
         began = time.time()
         listed = ingested[-1].lake_files if ingested else self.lake.event_files()
-        new_files = [f for f in listed if f not in self.processed]
+        # A file listed by the ingest before a merge replaced it, and deleted since, is not new.
+        new_files = [f for f in listed if f not in self.processed and os.path.exists(f)]
         new = self.cache.add(new_files, self.progress.watermark())
         timings["scan_s"] = time.time() - began
         record.events, record.late, record.min_new, record.max_new = new.count, new.late, new.min_time, new.max_time
@@ -234,6 +246,7 @@ class Watcher:
         self.processed.update(new_files)
         self.spool.remove(inputs)
         self._release(inputs)
+        self._guarded(self.compact)
         lag = max((record.done - f.arrived for f in inputs), default=0.0)
         self.metrics.batch(record.events, duplicates, record.late, record.created, record.updated,
                            record.done - record.started, lag)
@@ -241,6 +254,37 @@ class Watcher:
         if saved_ids:
             self.delivered.set()
         return record
+
+    def compact(self, wait: bool = False) -> str | None:
+        """Switch into the lake the merge the background compactor finished (with ``wait``, after
+        waiting for it), delete the files merges replaced more than the grace period ago, and start
+        the next merge the policy calls for. Returns the path of the file switched in, if any."""
+        merged = self._switch(self.compactor.take(wait))
+        self._reap(self.options.compaction.grace_s)
+        if self.compactor.idle:
+            files = plan((f for f in self.lake.event_files() if f in self.processed), self.options.compaction)
+            if files:
+                self.compactor.start(files)
+        return merged
+
+    def _switch(self, merge: Merge | None) -> str | None:
+        if merge is None:
+            return None
+        # Recorded as evaluated before it is visible: a restart never scans it as new.
+        self.progress.add_files([merge.target])
+        self._merges += 1
+        _kill_point("compacting", self._merges)
+        merged = self.lake.switch(merge)
+        _kill_point("compacted", self._merges)
+        self.processed.add(merged)
+        self.cache.replaced(merge.replaced, merged)
+        return merged
+
+    def _reap(self, grace_s: float) -> None:
+        gone = self.lake.reap(grace_s)
+        if gone:
+            self.progress.forget_files(gone)
+            self.processed.difference_update(gone)
 
     def _ingest(self, inputs: list[SpoolFile]) -> tuple[dict[str, int], list[str]]:
         """Ingest the spooled ``inputs``; returns the counts and the inputs that failed. Inputs that
@@ -515,7 +559,12 @@ class Watcher:
                 self.log(f"watch: delivery failed, will retry: {exc}")
 
     def close(self) -> None:
-        """Release the state DB and the in-memory cache."""
+        """Finish the merge being written (it is switched in at the next start), then release the
+        state DB and the in-memory cache."""
+        try:
+            self._switch(self.compactor.take(wait=True))
+        except Exception as exc:  # the batches are recorded; the merged files stay as they were
+            self.log(f"watch: compaction failed: {exc}")
         self.progress.close()
         self.cache.close()
         self.ingest_con.close()
