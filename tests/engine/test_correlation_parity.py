@@ -10,7 +10,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crmguard.engine.correlate import correlation_sql, possible_sql
+from crmguard.engine.correlate import batch_sql, correlation_sql, possible_sql
 from crmguard.engine.reference import Match, evaluate
 from crmguard.engine.rules import Correlation
 
@@ -121,3 +121,24 @@ def test_a_correlation_told_unable_to_fire_has_no_episode(corr: Correlation, raw
     assert sql is not None
     possible = bool(matches_con(rows).execute(sql).fetchall())
     assert possible or not fires
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(corr=correlations, raw=match_lists, cut=st.integers(0, 3 * 3600 + 30))
+def test_evaluating_only_the_touched_groups_keeps_every_episode_reaching_the_cut(
+        corr: Correlation, raw: list[tuple], cut: int) -> None:
+    """``touched`` (an incremental run: only groups with a match at or after it are evaluated)
+    gives, among episodes whose last event is at or after it, exactly the reference's; and it only
+    drops correlations ``possible_sql`` could not name anyway."""
+    rows = normalise(raw)
+    touched = T0 + dt.timedelta(seconds=cut)
+    matches = [Match(r[0], f"e{r[1]:02d}", T0 + dt.timedelta(seconds=r[2] + r[1]), (r[3],), r[4]) for r in rows]
+    expected = [(e.group, e.first_seen, e.last_seen, e.event_count, e.event_ids) for e in evaluate(corr, matches)
+                if e.last_seen >= touched]
+    con = matches_con(rows)
+    out = con.execute(f"SELECT grp, first_seen, last_seen, event_count, event_ids FROM ({batch_sql({'c': corr}, touched=touched)}) "
+                      "ORDER BY grp, first_seen").fetchall()
+    got = [(tuple(g), f, last, n, tuple(ids)) for g, f, last, n, ids in out]
+    assert [e for e in got if e[2] >= touched] == expected
+    possible = bool(con.execute(possible_sql({"c": corr}, touched=touched)).fetchall())  # type: ignore[arg-type]
+    assert possible or not expected

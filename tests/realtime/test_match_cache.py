@@ -99,3 +99,35 @@ def test_each_condition_is_tested_once_and_raw_kept_only_where_a_rule_reading_it
         assert {r.name: by_name[r.id].event_count for r in rules} == {"list_export": 2, "email_export": 1}
     finally:
         cache.close()
+
+
+def test_a_restart_reads_candidates_only_from_the_files_a_later_run_can_need(tmp_path: Path, monkeypatch) -> None:
+    """Loading at start-up with horizons skips the files wholly before them (their names carry
+    their time range), still names actors from every file, and a late run rebuilds what it needs."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.yml").write_text(RULE)
+    rules = load_rules([tmp_path / "rules"], include_builtin=False)
+    lake = Lake(tmp_path / "lake")
+    old = _file(lake, "a", [_export(10, 5), _export(10, 20)])
+    # The user's name is only in the old file; the noon export names the user id alone.
+    noon = _file(lake, "b", [{**_export(12, 0), "username": None}])
+    first, last = (int(_t(10).timestamp() * 1e6), int(_t(11).timestamp() * 1e6))
+    old = str(Path(old).rename(Path(old).with_name(f"part-{first}_{last}-{'a' * 32}.parquet")))
+    full, cache = MatchCache(lake, rules), MatchCache(lake, rules)
+    read: list[list[str]] = []
+    real = cache._fresh_view
+    monkeypatch.setattr(cache, "_fresh_view", lambda files: (read.append(list(files)), real(files))[1])
+    try:
+        full.load([old, noon])
+        cache.load([old, noon], {"list_export": _t(12)})
+        assert read == [[noon]] and cache.size() == (1, 1) and cache.kept == {"list_export": _t(12)}
+        [alert] = cache.run(_t(12), starts={"list_export": _t(12)})
+        assert (alert.actor, alert.event_count, cache.rebuilds) == ("ana@example.com", 1, 0)
+        # A late event in the 10:00 bucket: the run needs what the load left out.
+        late = cache.run(_t(10), starts={"list_export": _t(10)})
+        assert cache.rebuilds == 1
+        assert late == full.run(_t(10), starts={"list_export": _t(10)})
+        assert sorted((a.first_seen.hour, a.event_count) for a in late) == [(10, 2), (12, 1)]
+    finally:
+        cache.close()
+        full.close()

@@ -22,6 +22,8 @@ both give identical alerts on generated events.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from crmguard.engine.rules import ACTOR, Correlation
 from crmguard.sources.sql import ident, sql_str
 
@@ -59,10 +61,12 @@ def shape(corr: Correlation) -> tuple[object, ...]:
     return (corr.type, corr.timespan, corr.group_by, corr.op, corr.count, corr.field, len(corr.rules))
 
 
-def batch_sql(corrs: dict[str, Correlation], matches: str = "mr", where: str = "", aggregates: str = "") -> str:
+def batch_sql(corrs: dict[str, Correlation], matches: str = "mr", where: str = "", aggregates: str = "",
+              touched: dt.datetime | None = None) -> str:
     """Like :func:`correlation_sql` for several correlations of one :func:`shape` at once (keyed by
     name), in one query: each match is joined to the correlations that use its rule, and every
-    window, episode and join is partitioned by correlation. Rows gain a leading ``corr`` column."""
+    window, episode and join is partitioned by correlation. Rows gain a leading ``corr`` column.
+    With ``touched``, only the groups with a match at or after it are evaluated."""
     shapes = {shape(c) for c in corrs.values()}
     if len(shapes) != 1:
         raise ValueError("correlations of different shapes cannot share a query")
@@ -71,7 +75,7 @@ def batch_sql(corrs: dict[str, Correlation], matches: str = "mr", where: str = "
     span = f"INTERVAL {secs} SECOND"
     op = OPS[corr.op]
     window = f"(PARTITION BY k ORDER BY time RANGE BETWEEN {span} PRECEDING AND CURRENT ROW)"
-    base = _base_sql(corrs, matches, where)
+    base = _base_sql(corrs, matches, where, touched)
     # One row per event of a group (the first of its rules). A window, not arg_min over the whole
     # row: on a small match table the aggregate is faster, but over 20 M events it is 16% slower
     # and takes 35% more memory.
@@ -104,9 +108,10 @@ FROM spans s JOIN events e ON e.k = s.k AND e.time BETWEEN s.lo AND s.hi
 GROUP BY s.k, s.ep"""
 
 
-def _base_sql(corrs: dict[str, Correlation], matches: str, where: str) -> str:
+def _base_sql(corrs: dict[str, Correlation], matches: str, where: str, touched: dt.datetime | None = None) -> str:
     """The matches of ``corrs`` (one shape): one row per (correlation, step, match) whose group
-    values are all set, with ``grp`` (the group values) and ``k``."""
+    values are all set, with ``grp`` (the group values) and ``k``; with ``touched``, only those of
+    the groups with a match at or after it."""
     corr = next(iter(corrs.values()))
     steps = ", ".join(f"('{sql_str(name)}', '{sql_str(rule)}', {i})" for name, c in corrs.items()
                       for i, rule in enumerate(c.rules))
@@ -115,11 +120,17 @@ def _base_sql(corrs: dict[str, Correlation], matches: str, where: str) -> str:
     not_null = " AND ".join(f"{v} IS NOT NULL" for v in values) or "true"
     # Windows, joins and groups work on k, one string naming the correlation and the group: DuckDB
     # partitions and joins on a string several times faster than on a (name, list) pair.
-    return (f"SELECT c.corr, c.step, m.*, {group} AS grp, to_json(list_prepend(c.corr, {group}))::VARCHAR AS k "
+    base = (f"SELECT c.corr, c.step, m.*, {group} AS grp, to_json(list_prepend(c.corr, {group}))::VARCHAR AS k "
             f"FROM {matches} m JOIN (VALUES {steps}) c(corr, rule, step) ON m.rule = c.rule WHERE {not_null}{where}")
+    if touched is None:
+        return base
+    # A group without a match at or after ``touched`` has every episode end before it.
+    return (f"WITH b AS ({base}) SELECT * FROM b "
+            f"WHERE k IN (SELECT k FROM b WHERE time >= TIMESTAMPTZ '{touched.isoformat()}')")
 
 
-def possible_sql(corrs: dict[str, Correlation], matches: str = "mr", where: str = "") -> str | None:
+def possible_sql(corrs: dict[str, Correlation], matches: str = "mr", where: str = "",
+                 touched: dt.datetime | None = None) -> str | None:
     """A SELECT of the names (column ``corr``) of those of ``corrs`` (one shape, as for
     :func:`batch_sql`) that some window of ``matches`` may fire, or None when that cannot be told
     cheaply. A window holds at most its group's matches, so a group whose matches all together do
@@ -140,7 +151,8 @@ def possible_sql(corrs: dict[str, Correlation], matches: str = "mr", where: str 
         measure, test = "count(DISTINCT step)", f"= {len(corr.rules)}"
     else:
         return None
-    return f"SELECT DISTINCT corr FROM ({_base_sql(corrs, matches, where)}) GROUP BY corr, k HAVING {measure} {test}"
+    return (f"SELECT DISTINCT corr FROM ({_base_sql(corrs, matches, where, touched)}) "
+            f"GROUP BY corr, k HAVING {measure} {test}")
 
 
 def _distinct_firing(source: str, value: str, span: str, test: str) -> str:

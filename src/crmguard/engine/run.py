@@ -121,7 +121,7 @@ def match_reads(rules: list[Rule], starts: dict[str, dt.datetime]) -> dict[str, 
 def prepare_matches(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datetime | None,
                     until: dt.datetime | None, count_heavy: bool = True,
                     starts: dict[str, dt.datetime] | None = None, identities: str | None = None,
-                    hits: frozenset[str] = frozenset()) -> None:
+                    hits: frozenset[str] = frozenset(), touched: dt.datetime | None = None) -> None:
     """Create temp table ``mr`` (one row per matching (rule, event), with ``rule`` = rule name and
     ``actor``) from the ``events`` view of ``con``, in one scan for every rule but the
     :func:`heavy_rules`. Those may match a large share of all events (``mass_record_views``: a third)
@@ -132,7 +132,7 @@ def prepare_matches(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt
     ``starts`` (see :func:`run_rules`) leaves out matches no run needs (:func:`match_reads`);
     ``identities``, a SELECT of (user_id, name): the latest username of each user id, when the
     caller keeps it (default: computed from every event of ``events``); ``hits``, the rules whose
-    condition ``events`` holds in its :data:`HITS` column."""
+    condition ``events`` holds in its :data:`HITS` column; ``touched``, see :func:`run_rules`."""
     heavy = heavy_rules(rules) if count_heavy else []
     heavy_names = {r.name for r in heavy}
     detections = [r for r in rules if r.condition and r.name not in heavy_names]
@@ -150,13 +150,13 @@ def prepare_matches(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt
     reads = match_reads(rules, starts or {})
     con.execute(f"CREATE OR REPLACE TEMP TABLE mr AS {_scan_sql(detections, cols, where, reads, hits)}")
     if heavy:
-        _add_heavy_matches(con, heavy, cols, where, reads, hits)
+        _add_heavy_matches(con, heavy, cols, where, reads, hits, touched)
 
 
 def _add_heavy_matches(con: duckdb.DuckDBPyConnection, heavy: list[Rule], cols: str, where: list[str],
-                       reads: dict[str, dt.datetime], hits: frozenset[str]) -> None:
+                       reads: dict[str, dt.datetime], hits: frozenset[str], touched: dt.datetime | None) -> None:
     """Count ``heavy`` rules' matches per (rule, dedup key, period) in a narrow scan; add the matches
-    of the groups that reach their rule's threshold to ``mr``."""
+    of the groups that reach their rule's threshold (and have one at or after ``touched``) to ``mr``."""
     def per_rule(values: dict[str, str]) -> str:
         return "CASE rule " + " ".join(f"WHEN '{sql_str(n)}' THEN {v}" for n, v in values.items()) + " END"
 
@@ -168,7 +168,8 @@ def _add_heavy_matches(con: duckdb.DuckDBPyConnection, heavy: list[Rule], cols: 
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE heavy_hot AS
         SELECT rule, {dkey} AS dkey, {bucket} AS bucket, min(time) AS lo, max(time) AS hi
-        FROM ({_scan_sql(heavy, narrow, where, reads, hits)}) GROUP BY ALL HAVING count(*) >= {threshold}"""
+        FROM ({_scan_sql(heavy, narrow, where, reads, hits)}) GROUP BY ALL
+        HAVING count(*) >= {threshold}{_touched_sql(touched, " AND max(time)")}"""
     )
     [(lo, hi)] = con.execute("SELECT min(lo), max(hi) FROM heavy_hot").fetchall()
     if lo is None:
@@ -210,7 +211,7 @@ def allowlist_sql(rule: Rule) -> str:
 def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datetime | None = None,
               until: dt.datetime | None = None, starts: dict[str, dt.datetime] | None = None,
               together: bool = False, identities: str | None = None,
-              hits: frozenset[str] = frozenset()) -> list[Alert]:
+              hits: frozenset[str] = frozenset(), touched: dt.datetime | None = None) -> list[Alert]:
     """Evaluate ``rules`` over ``con``'s ``events`` view between ``since`` and ``until`` (UTC,
     ``until`` exclusive) and return the alerts, sorted by first_seen. ``starts`` (rule name ->
     time, none before ``since``) lets a rule read less: its matches before its start are left out
@@ -219,8 +220,11 @@ def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datet
     tables of incremental runs, while over a large lake each correlation's working set is better
     held one at a time. ``identities``: see :func:`prepare_matches`. ``hits``: names of the rules
     whose condition (allow-lists aside) ``events`` holds, per event, in a :data:`HITS` column of
-    names (the match cache of ``watch`` computes it once per event as it stores it)."""
-    prepare_matches(con, rules, since, until, starts=starts, identities=identities, hits=hits)
+    names (the match cache of ``watch`` computes it once per event as it stores it). ``touched``:
+    only the alerts of groups (a detection's rule, dedup key and period; a correlation's group) with
+    a match at or after it are computed, the only ones whose ``last_seen`` can reach it (an
+    incremental run stores no other: the groups its new events touched)."""
+    prepare_matches(con, rules, since, until, starts=starts, identities=identities, hits=hits, touched=touched)
     starts = starts or {}
     by_name = {r.name: r for r in rules}
     alerts: list[Alert] = []
@@ -232,12 +236,12 @@ def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule], since: dt.datet
         elif rule.correlation:
             correlations.setdefault((shape(rule.correlation), allowlist_sql(rule)), []).append(rule)
     for batch in detections.values():
-        alerts += _detection_alerts(con, batch, by_name, _start_sql(batch, starts))
+        alerts += _detection_alerts(con, batch, by_name, _start_sql(batch, starts), touched)
     parts = [(batch, _start_sql(batch, starts, "m.")) for batch in correlations.values()]
     if together and parts:
-        parts = _possible(con, parts)
+        parts = _possible(con, parts, touched)
     for group in ([parts] if together and parts else [[part] for part in parts]):
-        alerts += _correlation_alerts(con, group, by_name)
+        alerts += _correlation_alerts(con, group, by_name, touched)
     return sorted(alerts, key=lambda a: (a.first_seen, a.rule_id, a.id))
 
 
@@ -265,10 +269,15 @@ def _start_sql(batch: list[Rule], starts: dict[str, dt.datetime], prefix: str = 
     return f" AND {prefix}time >= TIMESTAMPTZ '{min(starts[r.name] for r in batch).isoformat()}'"
 
 
+def _touched_sql(touched: dt.datetime | None, expr: str) -> str:
+    """``expr >= touched`` (``expr`` starting with its connective), or nothing without ``touched``."""
+    return f"{expr} >= TIMESTAMPTZ '{touched.isoformat()}'" if touched else ""
+
+
 def _detection_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name: dict[str, Rule],
-                      start: str = "") -> list[Alert]:
+                      start: str = "", touched: dt.datetime | None = None) -> list[Alert]:
     """Alerts of detection rules sharing dedup fields, period and threshold, in one query
-    (``start``: an ``AND`` filter on the matches' time)."""
+    (``start``: an ``AND`` filter on the matches' time; ``touched``: see :func:`run_rules`)."""
     first = batch[0]
     period = int(first.dedup_period.total_seconds())
     key = _dedup_key_sql(first)
@@ -278,7 +287,8 @@ def _detection_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name
     # A plain count (an event matches a rule once) finds the candidates; the distinct count confirms.
     rows = con.execute(
         f"""WITH m AS (SELECT *, {key} AS dkey, floor(epoch(time) / {period}) AS bucket FROM mr WHERE rule IN ({names}){start}),
-        hot AS (SELECT rule, dkey, bucket FROM m GROUP BY ALL HAVING count(*) >= {first.threshold})
+        hot AS (SELECT rule, dkey, bucket FROM m GROUP BY ALL
+                HAVING count(*) >= {first.threshold}{_touched_sql(touched, " AND max(time)")})
         SELECT rule, dkey, bucket, {_SUMMARY} FROM m SEMI JOIN hot USING (rule, dkey, bucket)
         GROUP BY ALL HAVING count(DISTINCT event_id) >= {first.threshold} ORDER BY first_seen"""
     ).fetchall()
@@ -292,13 +302,14 @@ def _detection_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name
     return out
 
 
-def _possible(con: duckdb.DuckDBPyConnection, parts: list[tuple[list[Rule], str]]) -> list[tuple[list[Rule], str]]:
+def _possible(con: duckdb.DuckDBPyConnection, parts: list[tuple[list[Rule], str]],
+              touched: dt.datetime | None = None) -> list[tuple[list[Rule], str]]:
     """``parts`` (batches of correlations with their start filter) less the correlations no window
     can fire (:func:`~crmguard.engine.correlate.possible_sql`), told in one query. On the small
     match tables of incremental runs most correlations cannot fire, and each costs more to plan
     than its matches cost to count."""
-    tests = [possible_sql({r.name: r.correlation for r in batch if r.correlation}, where=allowlist_sql(batch[0]) + start)
-             for batch, start in parts]
+    tests = [possible_sql({r.name: r.correlation for r in batch if r.correlation}, where=allowlist_sql(batch[0]) + start,
+                          touched=touched) for batch, start in parts]
     asked = [f"({sql})" for sql in tests if sql is not None]
     fire = {name for (name,) in con.execute(" UNION ALL ".join(asked)).fetchall()} if asked else set()
     kept = []
@@ -310,7 +321,7 @@ def _possible(con: duckdb.DuckDBPyConnection, parts: list[tuple[list[Rule], str]
 
 
 def _correlation_alerts(con: duckdb.DuckDBPyConnection, batches: list[tuple[list[Rule], str]],
-                        by_name: dict[str, Rule]) -> list[Alert]:
+                        by_name: dict[str, Rule], touched: dt.datetime | None = None) -> list[Alert]:
     """Alerts of correlation rules, in one query: a part per batch of rules of one shape and
     allow-list (with its ``start``, an ``AND`` filter on the matches' time). One query of many
     small parts costs less than a query each: DuckDB runs the parts side by side."""
@@ -319,7 +330,7 @@ def _correlation_alerts(con: duckdb.DuckDBPyConnection, batches: list[tuple[list
         f"""SELECT corr, grp, first_seen, last_seen, event_count, event_ids[1:{EVIDENCE_LIMIT}] AS event_ids,
         fired_at, * EXCLUDE (corr, grp, first_seen, last_seen, event_count, event_ids, fired_at)
         FROM ({batch_sql({r.name: r.correlation for r in batch if r.correlation},
-                         where=allowlist_sql(batch[0]) + start, aggregates=_CONTEXT)})"""
+                         where=allowlist_sql(batch[0]) + start, aggregates=_CONTEXT, touched=touched)})"""
         for batch, start in batches
     ]
     rows = con.execute(" UNION ALL ".join(f"({part})" for part in parts) + " ORDER BY first_seen").fetchall()

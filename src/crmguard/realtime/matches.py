@@ -26,6 +26,7 @@ from pathlib import Path
 from crmguard.engine.rules import ACTOR, Rule, mentions
 from crmguard.engine.run import HITS, Alert, hits_sql, match_columns, match_reads, run_rules
 from crmguard.lake import Lake
+from crmguard.lake.store import time_range
 from crmguard.sources.sql import connect, sql_str
 
 
@@ -135,6 +136,31 @@ class MatchCache:
         )
         return NewEvents(n, lo, hi, late, matched)
 
+    def load(self, files: list[str], horizons: dict[str, dt.datetime] | None = None) -> None:
+        """Start-up: take the evaluated lake ``files`` into an empty cache. The identity rows come
+        from every file (four narrow columns); with ``horizons`` (as for :meth:`prune`: per rule
+        name, the earliest time a later run can read its matches), the candidates only from the
+        earliest of them on, read from the files whose time range reaches it, so a restart after
+        weeks does not read weeks of events. A run that needs more rebuilds, as after a prune."""
+        earliest = (min(horizons.values()) if horizons and all(r.name in horizons for r in self.detections)
+                    and self.detections else None)
+        if earliest is None:
+            self.add(files)
+            return
+        cutoff = int(earliest.timestamp() * 1_000_000)
+        recent = [f for f in files if (span := time_range(f)) is None or span[1] >= cutoff]
+        self._fresh_view(recent)
+        after = f"time >= TIMESTAMPTZ '{earliest.isoformat()}'"
+        [(self.rows,)] = self.con.execute(f"INSERT INTO cand {self._candidates(after)}").fetchall()
+        if files:
+            self.con.execute(
+                f"INSERT INTO idents SELECT {IDENT_COLUMNS} FROM ({self.lake.events_sql(files)}) "
+                "WHERE user_id IS NOT NULL AND username IS NOT NULL "
+                "QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY time DESC, event_id) = 1"
+            )
+        self.scanned = list(files)
+        self.kept = dict.fromkeys((r.name for r in self.detections), earliest)
+
     def replaced(self, files: tuple[str, ...], merged: str) -> None:
         """Note that the lake file ``merged`` now holds the events of the scanned ``files`` (a
         rebuild reads it instead)."""
@@ -151,16 +177,18 @@ class MatchCache:
         return [r for r in self.rules if r.name in names or r in corrs]
 
     def run(self, since: dt.datetime | None, rules: list[Rule] | None = None,
-            starts: dict[str, dt.datetime] | None = None) -> list[Alert]:
+            starts: dict[str, dt.datetime] | None = None, touched: dt.datetime | None = None) -> list[Alert]:
         """Run ``rules`` (default: all) over the candidate events at or after ``since`` (and, per
-        rule, at or after its time in ``starts``); returns the alerts."""
+        rule, at or after its time in ``starts``); returns the alerts (with ``touched``, only those
+        of groups with a match at or after it: see :func:`~crmguard.engine.run.run_rules`)."""
         if not self.ready:
             return []
         rules = self.rules if rules is None else rules
         self._ensure(rules, since, starts or {})
         self.con.execute("CREATE OR REPLACE TEMP VIEW events AS SELECT * FROM cand")
         return run_rules(self.con, rules, since, None, starts, together=True,
-                         identities="SELECT user_id, username AS name FROM idents", hits=self.precomputed)
+                         identities="SELECT user_id, username AS name FROM idents", hits=self.precomputed,
+                         touched=touched)
 
     def prune(self, horizons: dict[str, dt.datetime]) -> int:
         """Drop the candidates no later run can read: those meeting no rule's condition at or after

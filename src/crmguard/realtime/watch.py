@@ -153,7 +153,8 @@ class Watcher:
         self._reap(self.options.compaction.grace_s)
         lake_files = set(self.lake.event_files())
         self.processed = self.progress.processed_files() & lake_files
-        self.cache.add(sorted(self.processed))
+        self.cache.load(sorted(self.processed), self._retention())
+        self._pruned_rows = self.cache.rows
         self._refresh_gauges()
         self._recovered = True
 
@@ -330,7 +331,7 @@ class Watcher:
         stored = self.progress.open_episodes(self.correlation_ids, min_new - span)
         starts = rule_starts(min_new, rules, stored)
         since = window_start(min_new, rules, stored)
-        alerts = to_store(self.cache.run(since, rules, starts), min_new)
+        alerts = to_store(self.cache.run(since, rules, starts, touched=min_new), min_new)
         store = Store(self.options.state)
         try:
             result = store.save(alerts)
@@ -346,14 +347,24 @@ class Watcher:
     def _prune_cache(self, record: BatchRecord) -> None:
         """Drop the cached candidates no later run can read (see :func:`window.retention_starts`)
         once the cache has grown by ``prune_growth`` since the last prune."""
-        mark = self.progress.watermark()
-        if mark is None or self.cache.rows <= self._pruned_rows * (1 + self.options.prune_growth):
+        if self.cache.rows <= self._pruned_rows * (1 + self.options.prune_growth):
             return
-        mark -= dt.timedelta(seconds=self.options.late_tolerance_s)
-        stored = self.progress.open_episodes(self.correlation_ids, mark - 2 * lookback(self.rules))
-        dropped = self.cache.prune(match_reads(self.rules, retention_starts(mark, self.rules, stored)))
+        horizons = self._retention()
+        if horizons is None:
+            return
+        dropped = self.cache.prune(horizons)
         self._pruned_rows = self.cache.rows
         record.detail["cache"] = {"pruned": dropped, "rows": self.cache.rows, "rebuilds": self.cache.rebuilds}
+
+    def _retention(self) -> dict[str, dt.datetime] | None:
+        """Per rule name, the earliest time any later run can read its matches, when later new
+        events lie at most the late tolerance behind the watermark (None before the first batch)."""
+        mark = self.progress.watermark()
+        if mark is None:
+            return None
+        mark -= dt.timedelta(seconds=self.options.late_tolerance_s)
+        stored = self.progress.open_episodes(self.correlation_ids, mark - 2 * lookback(self.rules))
+        return match_reads(self.rules, retention_starts(mark, self.rules, stored))
 
     def _baselines_if_due(self, force: bool = False) -> None:
         """Run the baselines when some day waits to be re-scored and ``baseline_every_s`` has passed
