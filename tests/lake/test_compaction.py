@@ -97,3 +97,17 @@ def test_a_file_is_merged_once_and_partitions_are_not_mixed(tmp_path: Path) -> N
     ingest([str(tmp_path / "okta.json")], other)
     with pytest.raises(LakeError, match="partitions"):
         other.merge(other.event_files())
+
+
+def test_a_merge_of_merges_is_reaped_in_order(tmp_path: Path) -> None:
+    """A merged file merged again: reaping both journals at once deletes every replaced file and
+    leaves each event visible once, whatever order the journals are listed in."""
+    lake = small_files(tmp_path, n=4)
+    before, files = _events(lake), lake.event_files()
+    first = lake.switch(lake.merge(files[:2]))
+    second = lake.switch(lake.merge([first, *files[2:]]))
+    assert lake.event_files() == [second] and _events(lake) == before
+    deleted = Lake(lake.root).reap(grace_s=0)
+    assert sorted(deleted) == sorted([*files, first])
+    assert [str(p) for p in lake.events_dir.glob("*/*/*.parquet")] == [second]
+    assert Lake(lake.root).event_files() == [second] and _events(lake) == before

@@ -101,39 +101,51 @@ class Lake:
         self.quarantine_dir = self.root / "quarantine"
         self.journal_dir = self.root / "_compaction"
         self._journals: dict[str, dict[str, object]] = {}
-        """Compaction journals read so far, by file name (a journal never changes)."""
+        """Compaction journals read so far (absolute paths), by file name (a journal never changes)."""
 
     # --- reading -------------------------------------------------------------------------------
 
     def event_files(self, partitions: set[tuple[str, str]] | None = None) -> list[str]:
         """Return the Parquet files of the events, optionally only those of the given
         (source, YYYY-MM-DD) partitions."""
-        # Journals first: a merged file renamed in after this sees its journal read already.
-        hidden = self._replaced()
         if partitions is None:
-            found = sorted(str(p) for p in self.events_dir.glob("source=*/date=*/*.parquet"))
+            folders = [d for s in _subfolders(self.events_dir, "source=") for d in _subfolders(s, "date=")]
         else:
-            found = []
-            for source, date in sorted(partitions):
-                found += sorted(str(p) for p in (self.events_dir / f"source={source}" / f"date={date}").glob("*.parquet"))
+            folders = [str(self.events_dir / f"source={source}" / f"date={date}") for source, date in sorted(partitions)]
+        return self._visible(folders)
+
+    def _visible(self, folders: list[str]) -> list[str]:
+        """The event files of ``folders`` less those merged away."""
+        found = [f for folder in folders for f in sorted(_parquet_files(folder))]
+        # Journals after the listing: a merged file listed was renamed in after its journal was
+        # written, so its journal is read; one renamed in since is not listed, nor are its inputs hidden.
+        hidden = self._replaced(set(found))
         return [f for f in found if f not in hidden] if hidden else found
 
-    def _journal(self, path: Path) -> dict[str, object]:
-        doc = self._journals.get(path.name)
-        if doc is None:
-            doc = self._journals[path.name] = json.loads(path.read_text())
-        return doc
-
-    def _replaced(self) -> set[str]:
-        """The event files that a switched merge replaced (hidden from the listing)."""
+    def _replaced(self, listed: set[str]) -> set[str]:
+        """The files that the merges whose merged file is in ``listed`` replaced (hidden)."""
         if not self.journal_dir.exists():
             return set()
         hidden: set[str] = set()
-        for path in self.journal_dir.glob("*.json"):
-            doc = self._journal(path)
-            if (self.root / str(doc["merged"])).exists():
-                hidden.update(str(self.root / r) for r in doc["replaced"])  # type: ignore[attr-defined]
+        for name in os.listdir(self.journal_dir):
+            doc = self._journal(name)
+            if doc is not None and doc["merged"] in listed:
+                hidden.update(doc["replaced"])  # type: ignore[arg-type]
         return hidden
+
+    def _journal(self, name: str) -> dict[str, object] | None:
+        """The compaction journal ``name`` with absolute paths (read once: a journal never
+        changes), or None when it is not one or is gone."""
+        doc = self._journals.get(name)
+        if doc is None and name.endswith(".json"):
+            try:
+                raw = json.loads((self.journal_dir / name).read_text())
+            except FileNotFoundError:  # reaped meanwhile
+                return None
+            doc = self._journals[name] = {
+                "merged": str(self.root / raw["merged"]), "replaced": [str(self.root / r) for r in raw["replaced"]],
+                "staged": str(self.root / raw["staged"]), "at": float(raw["at"])}
+        return doc
 
     def quarantine_files(self) -> list[str]:
         """Return the quarantine Parquet files."""
@@ -349,8 +361,8 @@ class Lake:
         visible and them hidden. They stay on disk until :meth:`reap`. Returns the merged file's
         path. Raises ``LakeError`` when a replaced file is gone (another merge took it)."""
         with self.locked():
-            hidden = self._replaced()
-            if any(f in hidden or not Path(f).exists() for f in merge.replaced):
+            visible = set(self._visible([str(Path(merge.target).parent)]))
+            if not visible.issuperset(merge.replaced):
                 raise LakeError("a file of this merge was merged or deleted meanwhile", file=merge.target)
             self.journal_dir.mkdir(parents=True, exist_ok=True)
             doc = {"merged": self._relative(merge.target), "replaced": [self._relative(f) for f in merge.replaced],
@@ -375,18 +387,20 @@ class Lake:
                         path.unlink()
             if not self.journal_dir.exists():
                 return []
-            for path in sorted(self.journal_dir.glob("*.json")):
-                doc = self._journal(path)
-                if not (self.root / str(doc["merged"])).exists():
-                    (self.root / str(doc["staged"])).unlink(missing_ok=True)
+            journals = [(name, doc) for name in os.listdir(self.journal_dir) if (doc := self._journal(name))]
+            # Oldest first: a merged file that a later merge replaced is deleted after its own
+            # journal is done with (else that journal would look undone, its inputs visible again).
+            for name, doc in sorted(journals, key=lambda j: (j[1]["at"], j[0])):  # type: ignore[arg-type, return-value]
+                if not os.path.exists(str(doc["merged"])):
+                    Path(str(doc["staged"])).unlink(missing_ok=True)
                 elif time.time() - float(doc["at"]) >= grace_s:  # type: ignore[arg-type]
-                    for rel in doc["replaced"]:  # type: ignore[attr-defined]
-                        (self.root / rel).unlink(missing_ok=True)
-                        deleted.append(str(self.root / rel))
+                    for path in doc["replaced"]:  # type: ignore[attr-defined]
+                        Path(path).unlink(missing_ok=True)
+                        deleted.append(path)
                 else:
                     continue
-                path.unlink()
-                self._journals.pop(path.name, None)
+                (self.journal_dir / name).unlink()
+                self._journals.pop(name, None)
         return deleted
 
     def _relative(self, path: str) -> str:
@@ -423,6 +437,20 @@ class Lake:
             os.replace(tmp, self.quarantine_dir / name)
         con.execute("DROP TABLE IF EXISTS qfresh")
         return counts
+
+
+def _subfolders(folder: str | Path, prefix: str) -> list[str]:
+    try:
+        return sorted(e.path for e in os.scandir(folder) if e.name.startswith(prefix) and e.is_dir())
+    except FileNotFoundError:
+        return []
+
+
+def _parquet_files(folder: str) -> list[str]:
+    try:
+        return [e.path for e in os.scandir(folder) if e.name.endswith(".parquet") and e.is_file()]
+    except FileNotFoundError:
+        return []
 
 
 def _arrow_to_duck(t: object) -> str:

@@ -32,7 +32,7 @@ class CompactionPolicy:
 
     fanout: int = 8
     """Files of one tier merged together; 0 never merges."""
-    base_bytes: int = 1 << 20
+    base_bytes: int = 16 << 10
     max_bytes: int = 256 << 20
     grace_s: float = 600.0
     """How long replaced files stay on disk (hidden) for readers that listed them before a switch."""
