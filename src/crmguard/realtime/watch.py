@@ -152,7 +152,10 @@ class Watcher:
         self.spool.remove([f for f in self.spool.pending() if f.receipt in done])
         self._reap(self.options.compaction.grace_s)
         lake_files = set(self.lake.event_files())
-        self.processed = self.progress.processed_files() & lake_files
+        recorded = self.progress.processed_files()
+        self.processed = recorded & lake_files
+        # Merged away (hidden, or deleted since), or a merge a crash left unswitched.
+        self.progress.forget_files(sorted(recorded - lake_files))
         self.cache.load(sorted(self.processed), self._retention())
         self._pruned_rows = self.cache.rows
         self._refresh_gauges()
