@@ -579,6 +579,7 @@ class Watcher:
             self._switch(self.compactor.take(wait=True))
         except Exception as exc:  # the batches are recorded; the merged files stay as they were
             self.log(f"watch: compaction failed: {exc}")
+        self.compactor.close()
         self.progress.close()
         self.cache.close()
         self.ingest_con.close()
