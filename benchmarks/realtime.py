@@ -256,6 +256,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--payload-events", type=int, default=1000, help="Events per POST.")
     parser.add_argument("--interval", type=float, default=1.0, help="Watcher micro-batch interval.")
+    parser.add_argument("--compact-fanout", type=int, default=8, help="The watcher's --compact-fanout (0: no compaction).")
     parser.add_argument("--work", help="Working folder (default: a temporary one).")
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON.")
     args = parser.parse_args()
@@ -276,7 +277,8 @@ def main() -> int:
         log = open(work / "watch.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen([CLI, "watch", "--home", str(home), "--listen", f"127.0.0.1:{port}",
                                  "--token-env", "BENCH_TOKEN", "--interval", str(args.interval),
-                                 "--status-every", "5", "--max-body", str(64 << 20)],
+                                 "--status-every", "5", "--max-body", str(64 << 20),
+                                 "--compact-fanout", str(args.compact_fanout)],
                                 env={**os.environ, "BENCH_TOKEN": TOKEN}, stderr=log)
         try:
             _wait_healthy(url, proc)
@@ -301,7 +303,7 @@ def main() -> int:
             proc.wait(timeout=120)
             log.close()
         figures = {"rate_target": args.rate, "duration_s": args.duration, "payload_events": args.payload_events,
-                   "interval_s": args.interval, **measure(home / "state.db", sent, receiver.delivered),
+                   "interval_s": args.interval, "compact_fanout": args.compact_fanout, **measure(home / "state.db", sent, receiver.delivered),
                    "watcher_cpu_cores": round(watcher_cpu / wall, 2), "watcher_peak_rss_mb": watcher_rss, "sender_cpu_cores": round(sender_cpu / wall, 2)}
         receiver.server.shutdown()
         print((work / "watch.log").read_text()[-2000:], file=sys.stderr)

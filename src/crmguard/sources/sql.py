@@ -7,11 +7,7 @@ styles), so they are vectorised and defined once.
 
 from __future__ import annotations
 
-import threading
 import warnings
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import duckdb
 import pyarrow as pa
@@ -89,6 +85,9 @@ def connect(threads: int | None = None, memory_limit: str | None = None, temp_di
     connection.
     """
     con = duckdb.connect(":memory:")
+    # The macros first: they create the country table the session's variable is read from.
+    for macro in MACROS:
+        con.execute(macro)
     _session(con)
     if threads:
         con.execute(f"SET threads = {int(threads)}")
@@ -96,8 +95,6 @@ def connect(threads: int | None = None, memory_limit: str | None = None, temp_di
         con.execute(f"SET memory_limit = '{memory_limit}'")
     if temp_dir:
         con.execute(f"SET temp_directory = '{sql_str(temp_dir)}'")
-    for macro in MACROS:
-        con.execute(macro)
     return con
 
 
@@ -114,29 +111,6 @@ def session_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     cursor = con.cursor()
     _session(cursor)
     return cursor
-
-
-_IDLE: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, list[duckdb.DuckDBPyConnection]] = weakref.WeakKeyDictionary()
-_IDLE_LOCK = threading.Lock()
-
-
-@contextmanager
-def pooled_cursor(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Yield a :func:`session_cursor` of ``con``, one an earlier caller gave back when there is
-    one: setting up a cursor's session takes 20-30 ms (the country table), a fixed cost per batch
-    of every side-by-side mapping otherwise. The cursor goes back when the block ends (it is closed
-    instead when the block raised); the pool goes with ``con``."""
-    with _IDLE_LOCK:
-        idle = _IDLE.setdefault(con, [])
-        cursor = idle.pop() if idle else None
-    cursor = cursor or session_cursor(con)
-    try:
-        yield cursor
-    except BaseException:
-        cursor.close()
-        raise
-    with _IDLE_LOCK:
-        _IDLE.setdefault(con, []).append(cursor)
 
 
 ARROW_COPY_WARNING = "Arrow output on a DB-API result"
