@@ -1,12 +1,16 @@
-"""A JSON batch holding several formats is mapped format by format side by side (each on its own
-cursor): every record must come out as it does when its format is alone in the batch."""
+"""A JSON batch holding several formats is mapped format by format, side by side (each on its own
+cursor) when small, one after the other when large: every record must come out as it does when its
+format is alone in the batch."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
+
 from crmguard.ingest import ingest
+from crmguard.sources import staging
 from crmguard.lake import Lake
 
 OKTA = {"uuid": "e-okta-1", "published": "2025-03-03T10:00:00.000Z", "eventType": "user.session.start",
@@ -33,7 +37,10 @@ def _stored(tmp_path: Path, name: str, records: list[dict]) -> dict[str, tuple]:
     return {r[0]: r[1:] for r in rows}
 
 
-def test_a_mixed_batch_maps_each_record_as_its_format_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("side_by_side", [True, False], ids=["side-by-side", "one-after-the-other"])
+def test_a_mixed_batch_maps_each_record_as_its_format_alone(tmp_path: Path, side_by_side: bool,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(staging, "SIDE_BY_SIDE_RECORDS", 1000 if side_by_side else 2)
     mixed = _stored(tmp_path, "mixed", [OKTA, ELF, RTEM])
     alone = {**_stored(tmp_path, "okta", [OKTA]), **_stored(tmp_path, "elf", [ELF]), **_stored(tmp_path, "rtem", [RTEM])}
     assert mixed == alone

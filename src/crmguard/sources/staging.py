@@ -42,6 +42,10 @@ from crmguard.sources.sql import arrow_table, ident, scannable, session_cursor, 
 NDJSON_BLOCK = 8 << 20
 JSON_CHUNK_BYTES = 64 << 20
 """NDJSON lines (of one file or several) are mapped once this many bytes are read: bounds memory."""
+SIDE_BY_SIDE_RECORDS = 65_536
+"""Largest JSON chunk whose formats are mapped side by side (see :func:`_side_by_side`): that
+saves a watcher's small batches a planning time, while a bulk ingest's 64 MB chunks mapped side by
+side could together pass the connection's memory limit."""
 UNRECOGNISED = "unrecognised record: not an Okta System Log event, Salesforce ELF row, RTEM event or SetupAuditTrail record"
 
 
@@ -268,10 +272,12 @@ class FileStager:
                 selects.append(with_event_id(m.SOURCE,
                     f"SELECT {select}, json(txt)::VARCHAR AS raw, {names}[_file + 1] AS log_file, _line, _record, _file "
                     f"FROM {records}"))
-        if len(selects) > 1:
+        if len(selects) > 1 and jk.num_rows <= SIDE_BY_SIDE_RECORDS:
             chunk = pa.concat_tables(_side_by_side(con, selects, {"jk": jk}))
+        elif selects:
+            chunk = pa.concat_tables([arrow_table(con, select) for select in selects])
         else:
-            chunk = arrow_table(con, selects[0]) if selects else _empty_chunk(con)
+            chunk = _empty_chunk(con)
         con.execute(
             f"""INSERT INTO qstaged SELECT {names}[_file + 1], _line, _record, NULL, NULL,
                    coalesce(err, '{UNRECOGNISED}'), coalesce(txt, CAST(_bytes AS VARCHAR))
