@@ -97,8 +97,9 @@ class Compactor:
     def _merge(self, files: list[str]) -> None:
         try:
             if self._con is None:
-                # One core at most: the watcher's batches have the other cores.
-                self._con = connect(threads=1, temp_dir=str(self.lake.root / "_tmp"))
+                # One core at most: the watcher's batches have the other cores. A merge streams
+                # file after file (no sort), so a small memory cap holds.
+                self._con = connect(threads=1, memory_limit="512MB", temp_dir=str(self.lake.root / "_tmp"))
             self._result = self.lake.merge(files, self._con)
         except BaseException as exc:  # handed to the loop thread, which logs it
             self._result = exc
