@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
 from crmguard.ingest import ingest
 from crmguard.lake import Lake
 from crmguard.lake.store import ranged_name, time_range

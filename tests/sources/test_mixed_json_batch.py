@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from crmguard.ingest import ingest
-from crmguard.sources import staging
 from crmguard.lake import Lake
+from crmguard.sources import staging
 
 OKTA = {"uuid": "e-okta-1", "published": "2025-03-03T10:00:00.000Z", "eventType": "user.session.start",
         "displayMessage": "User login to Okta", "outcome": {"result": "SUCCESS"},

@@ -49,7 +49,6 @@ from crmguard.errors import LakeError
 from crmguard.schema import COLUMNS, QUARANTINE_SCHEMA, duckdb_type
 from crmguard.sources.sql import connect, ident, scannable, sql_list, sql_str
 
-
 _RANGED = re.compile(r"part-(-?\d+)_(-?\d+)-[0-9a-f]{32}\.parquet")
 
 
