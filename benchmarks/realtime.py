@@ -307,12 +307,17 @@ def main() -> int:
                    "watcher_cpu_cores": round(watcher_cpu / wall, 2), "watcher_peak_rss_mb": watcher_rss, "sender_cpu_cores": round(sender_cpu / wall, 2)}
         receiver.server.shutdown()
         print((work / "watch.log").read_text()[-2000:], file=sys.stderr)
-    if args.json:
+    report(figures, args.json)
+    return 0
+
+
+def report(figures: dict[str, object], as_json: bool, width: int = 32) -> None:
+    """Print ``figures`` as one JSON object, or as aligned ``name value`` lines."""
+    if as_json:
         print(json.dumps(figures))
     else:
         for k, v in figures.items():
-            print(f"{k:32} {v}")
-    return 0
+            print(f"{k:{width}} {v}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 import resource
 import shutil
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from realtime import build_stream
+from realtime import build_stream, report
 
 from crmguard.realtime.compaction import CompactionPolicy
 from crmguard.realtime.watch import Watcher, WatchOptions
@@ -107,11 +106,7 @@ def main() -> int:
             print(f"stream: {sum(counts):,} events in {len(payloads):,} batches, built in {time.time() - t:.0f} s",
                   file=sys.stderr)
         figures = soak(work, payloads, CompactionPolicy(fanout=args.compact_fanout))
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        for k, v in figures.items():
-            print(f"{k:16} {v}")
+    report(figures, args.json, width=16)
     return 0
 
 
