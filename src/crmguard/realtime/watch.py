@@ -210,8 +210,8 @@ class Watcher:
         then record the batch (files and the inputs of ``ingested``) and delete its inputs. Returns
         None when there was nothing to do."""
         inputs = [f for item in ingested for f in item.inputs]
-        unseen = [f for f in self.lake.event_files() if f not in self.processed]
-        if not inputs and not unseen:
+        # Without inputs, only lake files written by others (or by a crashed run) make a batch.
+        if not inputs and all(f in self.processed for f in self.lake.event_files()):
             self._baselines_if_due()
             self._refresh_gauges()
             return None
