@@ -47,6 +47,12 @@ BULKY = ("raw", "log_file")
 IDENT_COLUMNS = "user_id, username, time, event_id"
 
 
+def _latest_identities(source: str) -> str:
+    """SELECT of the identity rows of ``source``: per user id with a username, its latest event."""
+    return (f"SELECT {IDENT_COLUMNS} FROM {source} WHERE user_id IS NOT NULL AND username IS NOT NULL "
+            "QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY time DESC, event_id) = 1")
+
+
 class MatchCache:
     """Candidate events of ``lake`` for ``rules`` (see the module doc), enriched from ``intel_dir``
     when it holds intel files, in an in-memory DuckDB database."""
@@ -125,10 +131,7 @@ class MatchCache:
         self.rows += self.con.execute("INSERT INTO cand SELECT * FROM fresh_cand").fetchall()[0][0]
         self.scanned += files
         self.con.execute("DROP TABLE fresh_cand")
-        self.con.execute(
-            f"INSERT INTO idents SELECT {IDENT_COLUMNS} FROM fresh WHERE user_id IS NOT NULL AND username IS NOT NULL "
-            "QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY time DESC, event_id) = 1"
-        )
+        self.con.execute(f"INSERT INTO idents {_latest_identities('fresh')}")
         # Keep one identity row per user id: its latest event (the engine's arg_max(username, time)).
         self.con.execute(
             "DELETE FROM idents WHERE rowid IN (SELECT rowid FROM (SELECT rowid, row_number() OVER "
@@ -153,11 +156,7 @@ class MatchCache:
         after = f"time >= TIMESTAMPTZ '{earliest.isoformat()}'"
         [(self.rows,)] = self.con.execute(f"INSERT INTO cand {self._candidates(after)}").fetchall()
         if files:
-            self.con.execute(
-                f"INSERT INTO idents SELECT {IDENT_COLUMNS} FROM ({self.lake.events_sql(files)}) "
-                "WHERE user_id IS NOT NULL AND username IS NOT NULL "
-                "QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY time DESC, event_id) = 1"
-            )
+            self.con.execute(f"INSERT INTO idents {_latest_identities(f'({self.lake.events_sql(files)})')}")
         self.scanned = list(files)
         self.kept = dict.fromkeys((r.name for r in self.detections), earliest)
 
