@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from crmguard.ingest import IngestSummary, ingest
 from crmguard.lake import Lake
-from crmguard.sources import inputs
+from crmguard.sources import inputs, staging
 from crmguard.sources.inputs import batches, expand
 
 HEADER = ["EVENT_TYPE", "TIMESTAMP", "REQUEST_ID", "ORGANIZATION_ID", "USER_ID", "CLIENT_IP", "TIMESTAMP_DERIVED"]
@@ -163,6 +163,27 @@ def test_batch_limits_split_batches_without_changing_the_result(
     split = ingest([str(f) for f in files], Lake(tmp_path / "split"))
     assert per_file(split) == per_file(whole)
     assert lake_content(Lake(tmp_path / "split")) == lake_content(Lake(tmp_path / "whole"))
+
+
+def test_small_chunks_give_the_result_of_one_chunk(
+    files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch committed in many chunks dedupes each chunk against the batch's earlier chunks and
+    against the files already in the lake (a replay) exactly as one chunk does."""
+    whole = ingest([str(f) for f in files], Lake(tmp_path / "whole"))
+    monkeypatch.setattr(staging, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(staging, "JSON_CHUNK_BYTES", 200)
+    chunks: list[int] = []
+    commit = Lake.commit_events
+    monkeypatch.setattr(Lake, "commit_events", lambda self, con, chunk: (chunks.append(chunk.num_rows), commit(self, con, chunk))[1])
+    small = Lake(tmp_path / "small")
+    split = ingest([str(f) for f in files], small)
+    assert len(chunks) > 20 and max(chunks) < 40
+    assert per_file(split) == per_file(whole)
+    assert lake_content(small) == lake_content(Lake(tmp_path / "whole"))
+    again = ingest([str(f) for f in files], small)
+    assert again.total.stored == 0 and again.total.duplicate == whole.total.stored + whole.total.duplicate
+    assert lake_content(small) == lake_content(Lake(tmp_path / "whole"))
 
 
 def test_large_files_keep_line_numbers_and_file_order(tmp_path: Path) -> None:

@@ -43,10 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from crmguard.errors import LakeError
-from crmguard.schema import COLUMNS, QUARANTINE_SCHEMA, duckdb_type
+from crmguard.schema import COLUMNS, EVENT_SCHEMA, QUARANTINE_SCHEMA, duckdb_type
 from crmguard.sources.sql import connect, ident, scannable, sql_list, sql_str
 
 _RANGED = re.compile(r"part-(-?\d+)_(-?\d+)-[0-9a-f]{32}\.parquet")
@@ -67,6 +70,26 @@ def ranged_name(first_us: int, last_us: int) -> str:
 def _overlaps(path: str, first_us: int, last_us: int) -> bool:
     span = time_range(path)
     return span is None or (span[0] <= last_us and first_us <= span[1])
+
+
+_DAY_US = 86_400_000_000
+ROW_GROUP_ROWS = 122_880
+"""Rows per Parquet row group of a written event file: DuckDB's own size (a scan's unit of parallelism)."""
+
+
+def _spans(chunk: pa.Table) -> dict[tuple[str, str], tuple[int, int]]:
+    """(source, ``YYYY-MM-DD``) -> (first, last) event time in epoch µs, of a chunk with ``_us`` and ``_day``."""
+    groups = chunk.group_by(["source", "_day"], use_threads=False).aggregate([("_us", "min"), ("_us", "max")])
+    return {(source, str(np.datetime64(day, "D"))): (lo, hi)
+            for source, day, lo, hi in zip(*(groups.column(c).to_pylist() for c in ("source", "_day", "_us_min", "_us_max")),
+                                           strict=True)}
+
+
+def _counts(chunk: pa.Table) -> dict[tuple[str, str], int]:
+    """(log_file, source) -> rows of ``chunk``."""
+    groups = chunk.group_by(["log_file", "source"], use_threads=False).aggregate([([], "count_all")])
+    return {(file, source): n for file, source, n in zip(
+        *(groups.column(c).to_pylist() for c in ("log_file", "source", "count_all")), strict=True)}
 
 
 STAGED_ORPHAN_S = 3600.0
@@ -219,7 +242,10 @@ class Lake:
         """Begin a new input file or batch of files: the chunks committed next are deduplicated
         against the lake as it is now and against each other."""
         self._before_file: dict[tuple[str, str], list[str]] = {}
-        con.execute("CREATE OR REPLACE TEMP TABLE file_seen (event_id VARCHAR)")
+        # Ids written by the batch's last chunk are kept here and moved into the connection's
+        # batch_seen table (which can spill) only when a later chunk needs them.
+        self._last_ids: pa.ChunkedArray | None = None
+        self._seen_table = False
 
     def commit_events(self, con: duckdb.DuckDBPyConnection, chunk: pa.Table) -> CommitCounts:
         """Write one staged ``chunk`` (see :mod:`crmguard.sources.staging`) using ``con``:
@@ -232,12 +258,8 @@ class Lake:
         """
         if not hasattr(self, "_before_file"):
             self.start_batch(con)
-        con.register("staged", scannable(chunk))
-        try:
-            with self._writing("to the lake"):
-                return self._commit_events(con)
-        finally:
-            con.unregister("staged")
+        with self._writing("to the lake"):
+            return self._commit_events(con, chunk)
 
     def commit_quarantine(self, con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], int]:
         """Write ``con``'s ``qstaged`` records to the quarantine (each record once, however often
@@ -249,80 +271,95 @@ class Lake:
         finally:
             con.execute("DELETE FROM qstaged")
 
-    def _commit_events(self, con: duckdb.DuckDBPyConnection) -> CommitCounts:
+    def _commit_events(self, con: duckdb.DuckDBPyConnection, chunk: pa.Table) -> CommitCounts:
+        # The bookkeeping is Arrow compute over the chunk: a query costs DuckDB some 10-30 ms to
+        # plan, about what a live stream's whole second of events takes to count and write.
         counts = CommitCounts()
-        con.execute(
-            """INSERT INTO qstaged
-            SELECT log_file, _line, _record, source, _time_field,
-                   'impossible or missing timestamp: ' || coalesce('"' || _time_raw || '"', 'no value'), raw
-            FROM staged WHERE time IS NULL"""
-        )
-        per_file = {
-            (file, source): n
-            for file, source, n in con.execute(
-                "SELECT log_file, source, count(*) FROM staged WHERE time IS NOT NULL GROUP BY ALL"
-            ).fetchall()
-        }
-        if not per_file:
+        if chunk.column("time").null_count:
+            self._quarantine_timeless(con, chunk)
+            chunk = chunk.filter(pc.is_valid(chunk.column("time")))
+        if not chunk.num_rows:
             return counts
-        spans = {
-            (source, date): (lo, hi)
-            for source, date, lo, hi in con.execute(
-                "SELECT source, CAST(CAST(time AS DATE) AS VARCHAR), epoch_us(min(time)), epoch_us(max(time)) "
-                "FROM staged WHERE time IS NOT NULL GROUP BY ALL"
-            ).fetchall()
-        }
-        total, distinct = con.execute("SELECT count(*), count(DISTINCT event_id) FROM staged WHERE time IS NOT NULL").fetchall()[0]
-        # Duplicates inside the chunk are rare (same row twice in a file); only then pay for removing them.
-        dedupe = ("QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY _file, _line, _record) = 1"
-                  if total != distinct else "")
+        us = pc.cast(chunk.column("time"), pa.int64()).to_numpy()
+        chunk = chunk.append_column("_us", pa.array(us)).append_column("_day", pa.array(us // _DAY_US))
+        spans = _spans(chunk)
         # Compare with what the chunk's partitions held before this batch (listed once per batch)
-        # in the chunk's time range, and with what earlier chunks of the batch wrote (a small table
-        # of ids): never re-read our own output. An event id hashes the source and the record, so
-        # it has one partition and one time.
-        existing = [f for key, (lo, hi) in sorted(spans.items())
-                    for f in self._before_file.setdefault(key, self.event_files({key})) if _overlaps(f, lo, hi)]
-        known = f"ANTI JOIN read_parquet({sql_list(existing)}) k ON k.event_id = c.event_id" if existing else ""
-        # Only the ids (and the file credited: the batch's earliest) are materialised; the rows
-        # go from the chunk straight into Parquet.
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE fresh AS
-            SELECT c.event_id, arg_min(c.log_file, c._file) AS log_file, any_value(c.source) AS source,
-                   any_value(CAST(CAST(c.time AS DATE) AS VARCHAR)) AS date, any_value(epoch_us(c.time)) AS us
-            FROM staged c {known} ANTI JOIN file_seen s ON s.event_id = c.event_id
-            WHERE c.time IS NOT NULL GROUP BY c.event_id"""
-        )
-        written: dict[tuple[str, str], tuple[int, int]] = {}
-        for file, source, date, n, lo, hi in con.execute(
-            "SELECT log_file, source, date, count(*), min(us), max(us) FROM fresh GROUP BY ALL"
-        ).fetchall():
-            counts.stored[(file, source)] = counts.stored.get((file, source), 0) + n
-            was = written.get((source, date), (lo, hi))
-            written[(source, date)] = (min(was[0], lo), max(was[1], hi))
-        if written:
-            self._write_partitions(con, written, dedupe)
-            con.execute("INSERT INTO file_seen SELECT event_id FROM fresh")
-        con.execute("DROP TABLE IF EXISTS fresh")
-        for key, n in per_file.items():
-            counts.duplicate[key] = n - counts.stored.setdefault(key, 0)
+        # in the chunk's time range, and with what earlier chunks of the batch wrote: never re-read
+        # our own output. An event id hashes the source and the record, so it has one partition
+        # and one time.
+        existing = [f for (source, date), (lo, hi) in sorted(spans.items())
+                    for f in self._before_file.setdefault((source, date), self.event_files({(source, date)}))
+                    if _overlaps(f, lo, hi)]
+        fresh = self._fresh(con, chunk, existing)
+        stored = _counts(fresh)
+        for key, n in _counts(chunk).items():
+            counts.stored[key] = stored.get(key, 0)
+            counts.duplicate[key] = n - counts.stored[key]
+        if fresh.num_rows:
+            self._write_partitions(fresh)
+            self._last_ids = fresh.column("event_id")
         return counts
 
-    def _write_partitions(self, con: duckdb.DuckDBPyConnection, partitions: dict[tuple[str, str], tuple[int, int]],
-                          dedupe: str) -> None:
-        """Write the ``fresh`` rows of ``staged`` to one new Parquet file per (source, date) of
-        ``partitions`` (named with the time range given there), each written under ``_staging``
-        and moved into its partition when complete."""
+    def _quarantine_timeless(self, con: duckdb.DuckDBPyConnection, chunk: pa.Table) -> None:
+        """Move the records of ``chunk`` without a valid time to ``qstaged``."""
+        con.register("staged", chunk)
+        try:
+            con.execute(
+                """INSERT INTO qstaged
+                SELECT log_file, _line, _record, source, _time_field,
+                       'impossible or missing timestamp: ' || coalesce('"' || _time_raw || '"', 'no value'), raw
+                FROM staged WHERE time IS NULL"""
+            )
+        finally:
+            con.unregister("staged")
+
+    def _fresh(self, con: duckdb.DuckDBPyConnection, chunk: pa.Table, existing: list[str]) -> pa.Table:
+        """The rows of ``chunk`` (timed, with ``_us`` and ``_day``) to store, in chunk order: not in
+        the ``existing`` files nor written earlier in the batch, and of an id repeated in the
+        chunk only the copy of the earliest file, line and record. DuckDB is asked only when
+        something may be repeated: a live stream's batches then cost no query at all."""
+        if self._last_ids is not None:
+            if not self._seen_table:
+                con.execute("CREATE OR REPLACE TEMP TABLE batch_seen (event_id VARCHAR)")
+                self._seen_table = True
+            con.register("last_ids", pa.table({"event_id": self._last_ids}))
+            try:
+                con.execute("INSERT INTO batch_seen SELECT event_id FROM last_ids")
+            finally:
+                con.unregister("last_ids")
+            self._last_ids = None
+        repeated = pc.count_distinct(chunk.column("event_id")).as_py() != chunk.num_rows
+        if not (existing or self._seen_table or repeated):
+            return chunk
+        joins = [f"ANTI JOIN read_parquet({sql_list(existing)}) k ON k.event_id = c.event_id"] if existing else []
+        if self._seen_table:
+            joins.append("ANTI JOIN batch_seen s ON s.event_id = c.event_id")
+        first = ("QUALIFY row_number() OVER (PARTITION BY c.event_id ORDER BY c._file, c._line, c._record, c._pos) = 1"
+                 if repeated else "")
+        con.register("staged", scannable(chunk.select(["event_id", "_file", "_line", "_record"]).append_column(
+            "_pos", pa.array(np.arange(chunk.num_rows, dtype=np.int64)))))
+        try:
+            keep = con.execute(f"SELECT c._pos FROM staged c {' '.join(joins)} {first}").fetchnumpy()["_pos"]
+        finally:
+            con.unregister("staged")
+        return chunk.take(np.sort(keep))
+
+    def _write_partitions(self, fresh: pa.Table) -> None:
+        """Write the rows of ``fresh`` to one new Parquet file per (source, date), named with its
+        time range, each written under ``_staging`` and moved into its partition when complete."""
         staging = self.root / "_staging"
         staging.mkdir(parents=True, exist_ok=True)
-        # One file per partition (a COPY with PARTITION_BY holds a writer per partition: more memory, no faster).
-        for (source, date), (lo, hi) in sorted(partitions.items()):
+        spans = _spans(fresh)
+        events = fresh.select(list(EVENT_SCHEMA.names)).cast(EVENT_SCHEMA)
+        for (source, date), (lo, hi) in sorted(spans.items()):
+            part = events
+            if len(spans) > 1:
+                day = int(np.datetime64(date, "D").astype(np.int64))
+                part = events.filter(pc.and_(pc.equal(fresh.column("source"), source),
+                                             pc.equal(fresh.column("_day"), day)))
             name = ranged_name(lo, hi)
             tmp = staging / name
-            con.execute(
-                f"""COPY (SELECT {_NAMES} FROM staged c SEMI JOIN fresh f ON f.event_id = c.event_id
-                          WHERE c.source = '{sql_str(source)}' AND CAST(c.time AS DATE) = DATE '{date}' {dedupe})
-                    TO '{sql_str(str(tmp))}' {_PARQUET}"""
-            )
+            pq.write_table(part, tmp, compression="zstd", compression_level=1, row_group_size=ROW_GROUP_ROWS)
             target = self.events_dir / f"source={source}" / f"date={date}"
             target.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, target / name)
