@@ -80,13 +80,17 @@ class IngestSummary:
         }
 
 
+INGEST_MEMORY_LIMIT = "1GB"
+"""DuckDB memory limit of an ingest connection: parsing is streamed in bounded chunks."""
+
+
 def ingest_connection(lake: Lake) -> DuckDBPyConnection:
     """Return a DuckDB connection set up for ingesting into ``lake`` (memory cap, spill folder under
     the lake, macros). :func:`ingest` opens one per call; a caller that ingests every second (the
     watcher) keeps one and passes it, saving its set-up each time."""
     lake.root.mkdir(parents=True, exist_ok=True)
     (lake.root / "_tmp").mkdir(exist_ok=True)
-    con = connect(memory_limit="1GB", temp_dir=str(lake.root / "_tmp"))
+    con = connect(memory_limit=INGEST_MEMORY_LIMIT, temp_dir=str(lake.root / "_tmp"))
     # A batch's queries run for seconds: DuckDB's own progress bar would cut through the caller's.
     con.execute("SET enable_progress_bar = false")
     return con

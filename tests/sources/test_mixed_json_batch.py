@@ -37,10 +37,12 @@ def _stored(tmp_path: Path, name: str, records: list[dict]) -> dict[str, tuple]:
     return {r[0]: r[1:] for r in rows}
 
 
-@pytest.mark.parametrize("side_by_side", [True, False], ids=["side-by-side", "one-after-the-other"])
-def test_a_mixed_batch_maps_each_record_as_its_format_alone(tmp_path: Path, side_by_side: bool,
+@pytest.mark.parametrize("workers", [2, 1], ids=["side-by-side", "one-after-the-other"])
+@pytest.mark.parametrize("slice_bytes", [12 << 20, 1], ids=["a query per format", "a query per record"])
+def test_a_mixed_batch_maps_each_record_as_its_format_alone(tmp_path: Path, workers: int, slice_bytes: int,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(staging, "SIDE_BY_SIDE_RECORDS", 1000 if side_by_side else 2)
+    monkeypatch.setattr(staging, "MAP_WORKERS", workers)
+    monkeypatch.setattr(staging, "MAP_SLICE_BYTES", slice_bytes)
     mixed = _stored(tmp_path, "mixed", [OKTA, ELF, RTEM])
     alone = {**_stored(tmp_path, "okta", [OKTA]), **_stored(tmp_path, "elf", [ELF]), **_stored(tmp_path, "rtem", [RTEM])}
     assert mixed == alone

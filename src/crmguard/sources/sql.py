@@ -10,7 +10,9 @@ from __future__ import annotations
 import warnings
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from crmguard.sources.countries import macro_sql as _country_macro
 
@@ -133,16 +135,37 @@ def arrow_table(con: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
 
 SCAN_BATCH_ROWS = 2048
 """Rows per record batch of the Arrow tables crmguard hands to DuckDB (see :func:`scannable`)."""
+SCAN_BATCH_BYTES = 2 << 20
+"""Bytes of text per record batch above which :func:`scannable` cuts batches of fewer rows."""
 
 
-def scannable(table: pa.Table) -> pa.Table:
-    """Return ``table`` cut (without copying) into record batches of :data:`SCAN_BATCH_ROWS` rows.
+def scannable(table: pa.Table, text: str | None = None) -> pa.Table:
+    """Return ``table`` cut (without copying) into record batches of :data:`SCAN_BATCH_ROWS` rows,
+    or, given the name of a string or binary ``text`` column, also into batches of about
+    :data:`SCAN_BATCH_BYTES` of it (see :func:`byte_slices`).
 
     DuckDB splits a scan among its threads by record batch (and a table of its own by row group,
     122,880 rows): a batch of 20,000 records in one piece is mapped, deduplicated and written by
-    one thread however many the machine has.
+    one thread however many the machine has. A scan's vector holds at most one batch: RTEM records
+    of 10 kB each map in about half the time in vectors of 2 MB than of 2,048 records.
     """
-    return pa.Table.from_batches(table.to_batches(max_chunksize=SCAN_BATCH_ROWS), table.schema)
+    parts = [table] if text is None else byte_slices(table, text, SCAN_BATCH_BYTES)
+    batches = [b for part in parts for b in part.to_batches(max_chunksize=SCAN_BATCH_ROWS)]
+    return pa.Table.from_batches(batches, table.schema)
+
+
+def byte_slices(table: pa.Table, text: str, budget: int) -> list[pa.Table]:
+    """Cut ``table`` (without copying) into consecutive slices holding about ``budget`` bytes of
+    its string or binary column ``text`` each: a slice starts at the first row whose value starts
+    past the next multiple of ``budget``, so a longer value gets a slice of its own. An empty
+    table is one empty slice."""
+    if not table.num_rows:
+        return [table]
+    lengths = pc.fill_null(pc.binary_length(table.column(text)), 0).to_numpy()
+    bucket = (np.cumsum(lengths) - lengths) // budget
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:], table.num_rows]
+    return [table.slice(start, end - start) for start, end in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
 def sql_str(text: str) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from crmguard.errors import SourceParseError
@@ -37,15 +38,18 @@ from crmguard.sources.mapping import (
     with_lets,
 )
 from crmguard.sources.salesforce import audit_trail, elf
-from crmguard.sources.sql import arrow_table, ident, scannable, session_cursor, sql_list, sql_str
+from crmguard.sources.sql import arrow_table, byte_slices, ident, scannable, session_cursor, sql_list, sql_str
 
 NDJSON_BLOCK = 8 << 20
 JSON_CHUNK_BYTES = 64 << 20
 """NDJSON lines (of one file or several) are mapped once this many bytes are read: bounds memory."""
-SIDE_BY_SIDE_RECORDS = 65_536
-"""Largest JSON chunk whose formats are mapped side by side (see :func:`_side_by_side`): that
-saves a watcher's small batches a planning time, while a bulk ingest's 64 MB chunks mapped side by
-side could together pass the connection's memory limit."""
+MAP_SLICE_BYTES = 12 << 20
+"""Most bytes of JSON text one mapping query reads; a format's records beyond it are mapped in
+several queries, two at a time. DuckDB's JSON functions hold what they parse until their query
+ends: RTEM events listing hundreds of records took about 40 times their text, so a 64 MB chunk of
+them passed the ingest connection's 1 GB limit."""
+MAP_WORKERS = 2
+"""Mapping queries run at the same time (see :func:`_side_by_side`)."""
 UNRECOGNISED = "unrecognised record: not an Okta System Log event, Salesforce ELF row, RTEM event or SetupAuditTrail record"
 
 
@@ -153,7 +157,7 @@ class FileStager:
         # false alarm only plans the SOQL unpacking for nothing).
         data = [chunk.buffers()[2] for chunk in lines.column("text").chunks]
         has_records = any(b'"records"' in buf.to_pybytes() for buf in data if buf is not None)
-        self.con.register("jb_arrow", scannable(lines))
+        self.con.register("jb_arrow", scannable(lines, "text"))
         try:
             # The original bytes are kept only where they are not text (they are quarantined as such).
             # Decoded once; a line of blanks (no non-space character) is no record.
@@ -243,7 +247,7 @@ class FileStager:
                                  WHEN NOT regexp_matches(txt, '^\\s*\\{{') THEN 'not a JSON object' END AS err
                   FROM ({records})))"""
         )
-        jk = scannable(jk)
+        jk = scannable(jk, "txt")
         con.register("jk", jk)
         try:
             return self._map_json_records(jk)
@@ -263,21 +267,17 @@ class FileStager:
             if kind is not None:
                 self.sources[name].add(kind)
                 kinds.add(kind)
-        selects = []
+        tasks: list[tuple[str, pa.Table]] = []
         for m in JSON_FORMATS:
             if m.SOURCE in kinds:
                 fields, select = json_select(m.MAPPING, "root")
-                records = fields(f"(SELECT *, {m.JSON_ROOT} AS root "
-                                 f"FROM (SELECT *, txt AS rec FROM jk WHERE kind = '{m.SOURCE}'))")
-                selects.append(with_event_id(m.SOURCE,
+                records = fields(f"(SELECT *, {m.JSON_ROOT} AS root FROM (SELECT *, txt AS rec FROM part))")
+                query = with_event_id(m.SOURCE,
                     f"SELECT {select}, json(txt)::VARCHAR AS raw, {names}[_file + 1] AS log_file, _line, _record, _file "
-                    f"FROM {records}"))
-        if len(selects) > 1 and jk.num_rows <= SIDE_BY_SIDE_RECORDS:
-            chunk = pa.concat_tables(_side_by_side(con, selects, {"jk": jk}))
-        elif selects:
-            chunk = pa.concat_tables([arrow_table(con, select) for select in selects])
-        else:
-            chunk = _empty_chunk(con)
+                    f"FROM {records}")
+                mine = jk.filter(pc.equal(jk.column("kind"), m.SOURCE))
+                tasks += [(query, part) for part in byte_slices(mine, "txt", MAP_SLICE_BYTES)]
+        chunk = pa.concat_tables(_side_by_side(con, tasks)) if tasks else _empty_chunk(con)
         if jk.column("kind").null_count:
             con.execute(
                 f"""INSERT INTO qstaged SELECT {names}[_file + 1], _line, _record, NULL, NULL,
@@ -460,24 +460,26 @@ def _ndjson_batches(opened: Opened) -> Iterator[pa.Table]:
                         "_split_error": pa.nulls(n, pa.bool_()).fill_null(False)})
 
 
-def _side_by_side(con: duckdb.DuckDBPyConnection, queries: list[str], tables: dict[str, pa.Table]) -> list[pa.Table]:
-    """Run ``queries`` (over the Arrow ``tables``, by name) at the same time, each on its own cursor
-    of ``con``'s database; return their results in order.
+def _side_by_side(con: duckdb.DuckDBPyConnection, tasks: list[tuple[str, pa.Table]]) -> list[pa.Table]:
+    """Run each query of ``tasks`` over its Arrow table (registered as ``part``), :data:`MAP_WORKERS`
+    at a time, each on its own cursor of ``con``'s database; return their results in order.
 
     A source mapping's SELECT takes 15-35 ms to plan, on one thread, and a batch of JSON records
     usually holds all four formats: planned side by side they take half the time on two cores.
     """
-    def run(query: str) -> pa.Table:
+    def run(task: tuple[str, pa.Table]) -> pa.Table:
+        query, part = task
         cursor = session_cursor(con)
         try:
-            for name, table in tables.items():
-                cursor.register(name, table)
+            cursor.register("part", scannable(part, "txt"))
             return arrow_table(cursor, query)
         finally:
             cursor.close()
 
-    with ThreadPoolExecutor(max_workers=len(queries), thread_name_prefix="map") as pool:
-        return list(pool.map(run, queries))
+    if len(tasks) == 1:
+        return [run(tasks[0])]
+    with ThreadPoolExecutor(max_workers=MAP_WORKERS, thread_name_prefix="map") as pool:
+        return list(pool.map(run, tasks))
 
 
 def _empty_chunk(con: duckdb.DuckDBPyConnection) -> pa.Table:
