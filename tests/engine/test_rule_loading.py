@@ -45,6 +45,15 @@ def test_invalid_rule_names_its_file(tmp_path: Path) -> None:
     assert str(bad) in str(exc.value)
 
 
+def test_a_file_that_is_not_yaml_names_its_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "a.yml").write_text(BASE)
+    bad = tmp_path / "bad.yml"
+    bad.write_text("title: x\ndetection:\n  sel: {action: [a, b}\n  condition: sel\n")
+    with pytest.raises(RuleError, match="not valid YAML") as exc:
+        load_rules([tmp_path], include_builtin=False)
+    assert str(bad) in str(exc.value) and "line 3" in str(exc.value)
+
+
 def test_tuning_file_overrides_without_editing_the_rule(tmp_path: Path) -> None:
     (tmp_path / "a.yml").write_text(BASE.replace("name: base_bulk_read", "name: bulk_read_visible"))
     (tmp_path / "tuning.yml").write_text("bulk_read_visible: {threshold: 5, allowlist: {app: [Nightly ETL]}, dedup: {period: 1d}}\n")

@@ -124,6 +124,9 @@ def parse_period(text: str | int | None, where: str) -> dt.timedelta:
         raise RuleError(f"bad period {text!r}: use e.g. 30m, 1h, 2d", file=where) from exc
 
 
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_rules(dirs: list[Path] | None = None, include_builtin: bool = True) -> list[Rule]:
     """Load every ``*.yml`` rule under the built-in pack and ``dirs``; compile detections to SQL.
 
@@ -136,16 +139,18 @@ def load_rules(dirs: list[Path] | None = None, include_builtin: bool = True) -> 
     for d in folders:
         if (d / "tuning.yml").exists():
             tuning.update(yaml.safe_load((d / "tuning.yml").read_text()) or {})
-    texts = []
+    collections = []
     for f in files:
         try:
-            SigmaCollection.from_yaml(f.read_text(), collect_errors=False, resolve_references=False)
+            # libyaml's parser (pySigma's from_yaml uses the pure-Python one: 6 s for 1,000 rules).
+            docs = list(yaml.load_all(f.read_text(), Loader=_YAML_LOADER))
+            collections.append(_tagged(SigmaCollection.from_dicts(docs, collect_errors=False, resolve_references=False),
+                                       str(f)))
+        except yaml.YAMLError as exc:
+            raise RuleError(f"not valid YAML: {exc}", file=str(f)) from exc
         except SigmaError as exc:
             raise RuleError(str(exc), file=str(f)) from exc
-        texts.append((f, f.read_text()))
-    collection = SigmaCollection.merge(
-        [_tagged(SigmaCollection.from_yaml(t, resolve_references=False), str(f)) for f, t in texts]
-    )
+    collection = SigmaCollection.merge(collections)
     try:
         collection.resolve_rule_references()
     except SigmaError as exc:
