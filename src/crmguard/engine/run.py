@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from crmguard.engine.conjuncts import conjuncts
 from crmguard.engine.correlate import batch_sql, possible_sql, shape
 from crmguard.engine.rules import ACTOR, Correlation, Rule, mentions
 from crmguard.schema import COLUMNS
@@ -62,11 +63,39 @@ meets (allow-lists aside), computed when the event was stored (see ``run_rules``
 
 def hits_sql(conditions: list[tuple[str, str]]) -> str:
     """SQL over an event: the list (VARCHAR[]) of the names whose condition holds, given
-    ``conditions`` as (rule name, SQL condition) pairs."""
+    ``conditions`` as (rule name, SQL condition) pairs.
+
+    The conditions are tested as a tree of their top-level AND terms
+    (:func:`~crmguard.engine.conjuncts.conjuncts`): rules that start with the same terms test them
+    once per event, and their other terms only on the events that pass. A large pack holds many
+    variations of a few behaviours (the same event types, objects and sources), and testing each
+    rule's terms on every event cost about 10 ns per rule and event."""
     if not conditions:
         return "[]::VARCHAR[]"
-    cases = ", ".join(f"CASE WHEN {cond} THEN '{sql_str(name)}' END" for name, cond in conditions)
-    return f"list_filter([{cases}]::VARCHAR[], lambda x: x IS NOT NULL)"
+    tree = _term_tree([(name, conjuncts(cond)) for name, cond in conditions])
+    return f"list_filter(coalesce({tree}, []::VARCHAR[]), lambda x: x IS NOT NULL)"
+
+
+def _term_tree(rules: list[tuple[str, list[str]]]) -> str:
+    """A VARCHAR[] expression holding, for each (name, terms) of ``rules``, the name when all its
+    terms hold (NULL entries otherwise, or no entry when a shared first term fails)."""
+    by_first: dict[str, list[tuple[str, list[str]]]] = {}
+    always: list[str] = []
+    for name, terms in rules:
+        if terms:
+            by_first.setdefault(terms[0], []).append((name, terms[1:]))
+        else:
+            always.append(f"'{sql_str(name)}'")
+    lists, alone = [], always
+    for first, members in by_first.items():
+        if len(members) == 1:
+            name, rest = members[0]
+            alone.append(f"CASE WHEN {' AND '.join(f'({t})' for t in [first, *rest])} THEN '{sql_str(name)}' END")
+        else:
+            lists.append(f"CASE WHEN ({first}) THEN {_term_tree(members)} END")
+    if alone:
+        lists.append(f"[{', '.join(alone)}]::VARCHAR[]")
+    return lists[0] if len(lists) == 1 else f"flatten([{', '.join(lists)}])"
 
 
 def _condition_sql(rule: Rule, hits: frozenset[str]) -> str:
