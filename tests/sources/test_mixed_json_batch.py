@@ -1,6 +1,6 @@
-"""A JSON batch holding several formats is mapped format by format, side by side (each on its own
-cursor) when small, one after the other when large: every record must come out as it does when its
-format is alone in the batch."""
+"""A JSON batch holding several formats is mapped format by format, each format's records in
+slices of bounded size, side by side (each query on its own cursor) or one after the other: every
+record must come out as it does when its format is alone in the batch."""
 
 from __future__ import annotations
 
