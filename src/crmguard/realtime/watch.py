@@ -54,6 +54,8 @@ from crmguard.realtime.metrics import Metrics
 from crmguard.realtime.progress import BatchRecord, Progress
 from crmguard.realtime.spool import Spool, SpoolFile
 from crmguard.realtime.window import lookback, retention_starts, rule_starts, superseded, to_store, window_start
+from crmguard.sinks.deliver import deliver_due
+from crmguard.sinks.outbox import enqueue
 
 T = TypeVar("T")
 
@@ -239,8 +241,6 @@ class Watcher:
         record.detail["timings"] = {k: round(v, 3) for k, v in timings.items()}
         _kill_point("stored", self._steps)
         if saved_ids and self.options.sinks is not None:
-            from crmguard.sinks.outbox import enqueue
-
             enqueue(self.options.state, saved_ids, self.options.sinks)  # type: ignore[arg-type]
         record.done = time.time()
         pending = new.min_time.astimezone(dt.UTC).date() if self.options.baselines and new.min_time is not None else None
@@ -379,8 +379,6 @@ class Watcher:
             return
         ids = self._baselines(pending)
         if ids and self.options.sinks is not None:
-            from crmguard.sinks.outbox import enqueue
-
             enqueue(self.options.state, ids, self.options.sinks)  # type: ignore[arg-type]
             self.delivered.set()
 
@@ -556,8 +554,6 @@ class Watcher:
             self._next_status = time.monotonic() + self.options.status_every_s
 
     def _deliver_once(self, budget_s: float | None = None) -> None:
-        from crmguard.sinks.deliver import deliver_due
-
         report = deliver_due(self.options.state, self.options.sinks, budget_s=budget_s)  # type: ignore[arg-type]
         self.metrics.delivered += report.delivered
         self.metrics.delivery_failed += report.failed
