@@ -80,13 +80,13 @@ def _term_tree(rules: list[tuple[str, list[str]]]) -> str:
     """A VARCHAR[] expression holding, for each (name, terms) of ``rules``, the name when all its
     terms hold (NULL entries otherwise, or no entry when a shared first term fails)."""
     by_first: dict[str, list[tuple[str, list[str]]]] = {}
-    always: list[str] = []
+    alone: list[str] = []  # one scalar entry per rule tested on its own
     for name, terms in rules:
         if terms:
             by_first.setdefault(terms[0], []).append((name, terms[1:]))
         else:
-            always.append(f"'{sql_str(name)}'")
-    lists, alone = [], always
+            alone.append(f"'{sql_str(name)}'")
+    lists: list[str] = []
     for first, members in by_first.items():
         if len(members) == 1:
             name, rest = members[0]

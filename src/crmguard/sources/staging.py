@@ -237,7 +237,7 @@ class FileStager:
         )
         # Only jk is materialised, with one copy of each record's text: records can be large. Valid
         # JSON is an object exactly when its first non-blank character is a brace (no second parse).
-        # It is kept as Arrow, cut so that the mapping below runs on every thread.
+        # It is kept as Arrow; the mapping cuts it into slices that run on every thread.
         jk = arrow_table(
             con,
             f"""SELECT _file, _line, _record, txt, _bytes, err, {FORMAT_SQL} AS kind
@@ -247,7 +247,7 @@ class FileStager:
                                  WHEN NOT regexp_matches(txt, '^\\s*\\{{') THEN 'not a JSON object' END AS err
                   FROM ({records})))"""
         )
-        jk = scannable(jk, "txt")
+        # Registered for the quarantine of unrecognised records; the mapping scans its own slices.
         con.register("jk", jk)
         try:
             return self._map_json_records(jk)
