@@ -18,7 +18,7 @@ from crmguard.errors import CrmguardError
 from crmguard.lake import Lake
 from crmguard.sources.inputs import batches, expand, open_input
 from crmguard.sources.sql import connect, sql_list
-from crmguard.sources.staging import FileStager, create_staging
+from crmguard.sources.staging import FileStager, StagedFiles, create_staging
 
 
 @dataclass
@@ -61,6 +61,13 @@ class IngestSummary:
     total: Counts = field(default_factory=Counts)
     by_source: dict[str, Counts] = field(default_factory=dict)
     files: list[FileResult] = field(default_factory=list)
+
+    def add(self, result: FileResult) -> None:
+        """Count one file's ``result`` in the totals and list it."""
+        for source, c in result.by_source.items():
+            self.by_source.setdefault(source, Counts()).add(c)
+        self.total.add(result.counts)
+        self.files.append(result)
 
     @property
     def failed(self) -> list[FileResult]:
@@ -126,10 +133,7 @@ def ingest(
         order = {str(path): n for n, path in enumerate(files)}
         for batch in batches(files, encoding):
             for result in _ingest_batch(con, lake, batch, encoding):
-                for source, c in result.by_source.items():
-                    summary.by_source.setdefault(source, Counts()).add(c)
-                summary.total.add(result.counts)
-                summary.files.append(result)
+                summary.add(result)
                 if on_file:
                     on_file(result)
     finally:
@@ -157,7 +161,35 @@ def _ingest_batch(con: DuckDBPyConnection, lake: Lake, batch: list[Path], encodi
     return list(results.values())
 
 
-def _commit_batch(con: DuckDBPyConnection, lake: Lake, stager: FileStager, results: dict[str, FileResult]) -> None:
+def stage_file(path: Path, lake: Lake, con: DuckDBPyConnection) -> StagedFiles:
+    """Parse the file at ``path`` (small: it is held in memory) with ``con`` (an
+    :func:`ingest_connection` of ``lake``) without writing anything; :func:`commit_staged` then
+    stores it as :func:`ingest` would have. ``path`` may be deleted once this returns. A file that
+    cannot be opened gives a :class:`StagedFiles` holding only its error."""
+    create_staging(con)
+    with tempfile.TemporaryDirectory(prefix="crmguard-", dir=lake.root / "_tmp") as tmp:
+        try:
+            opened = open_input(path, Path(tmp))
+        except CrmguardError as exc:
+            return StagedFiles.unopened(con, str(path), exc)
+        return StagedFiles.of(FileStager(con, [opened]))
+
+
+def commit_staged(staged: StagedFiles, lake: Lake, con: DuckDBPyConnection) -> IngestSummary:
+    """Store what :func:`stage_file` parsed (one file, or several joined by
+    :meth:`StagedFiles.combine`) in ``lake`` with ``con``; returns the summary :func:`ingest` would
+    have given for the staged files."""
+    results = {name: FileResult(name) for name in staged.names}
+    create_staging(con)
+    _commit_batch(con, lake, staged, results)
+    summary = IngestSummary()
+    for result in results.values():
+        summary.add(result)
+    return summary
+
+
+def _commit_batch(con: DuckDBPyConnection, lake: Lake, stager: FileStager | StagedFiles,
+                  results: dict[str, FileResult]) -> None:
     """Stage ``stager``'s files chunk by chunk into ``lake`` and fill in their ``results``."""
     per_file: dict[tuple[str, str], Counts] = {}
     try:

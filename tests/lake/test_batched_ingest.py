@@ -13,10 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crmguard.ingest import IngestSummary, ingest
+from crmguard.ingest import IngestSummary, commit_staged, ingest, ingest_connection, stage_file
 from crmguard.lake import Lake
 from crmguard.sources import inputs, staging
 from crmguard.sources.inputs import batches, expand
+from crmguard.sources.staging import StagedFiles
 
 HEADER = ["EVENT_TYPE", "TIMESTAMP", "REQUEST_ID", "ORGANIZATION_ID", "USER_ID", "CLIENT_IP", "TIMESTAMP_DERIVED"]
 
@@ -184,6 +185,32 @@ def test_small_chunks_give_the_result_of_one_chunk(
     again = ingest([str(f) for f in files], small)
     assert again.total.stored == 0 and again.total.duplicate == whole.total.stored + whole.total.duplicate
     assert lake_content(small) == lake_content(Lake(tmp_path / "whole"))
+
+
+def test_files_staged_apart_and_committed_together_give_one_batch(files: list[Path], tmp_path: Path) -> None:
+    """Files parsed one by one into memory (what the watcher does while a batch fills) and
+    committed as one chunk give the lake, quarantine and per-file counts of ingesting them together,
+    a duplicate credited to the earlier file even where its line number is the later one."""
+    okta = tmp_path / "okta"
+    okta.mkdir()
+    events = [json.dumps(okta_event(i, day=9)) for i in range(8)]
+    (okta / "first.ndjson").write_text("\n".join(events[:6] + ["{not json"]) + "\n")
+    (okta / "second.ndjson").write_text("\n".join(events[::-1]) + "\n")
+    inputs = [*files, okta / "first.ndjson", okta / "second.ndjson"]
+    whole = ingest([str(f) for f in inputs], Lake(tmp_path / "whole"))
+    lake = Lake(tmp_path / "apart")
+    con = ingest_connection(lake)
+    try:
+        parts = [stage_file(f, lake, con) for f in inputs]
+        assert not lake.event_files()
+        apart = commit_staged(StagedFiles.combine(parts), lake, con)
+        again = commit_staged(StagedFiles.combine([stage_file(f, lake, con) for f in inputs]), lake, con)
+    finally:
+        con.close()
+    assert per_file(apart) == per_file(whole)
+    assert per_file(apart)[str(okta / "second.ndjson")][0] == {"read": 8, "stored": 2, "duplicate": 6, "quarantined": 0}
+    assert lake_content(lake) == lake_content(Lake(tmp_path / "whole"))
+    assert again.total.stored == 0 and again.total.duplicate == whole.total.stored + whole.total.duplicate
 
 
 def test_large_files_keep_line_numbers_and_file_order(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 from crmguard.engine.rules import load_rules
 from crmguard.engine.run import Alert
 from crmguard.lake import Lake
+from crmguard.realtime import watch
 from crmguard.realtime.compaction import CompactionPolicy
 from crmguard.realtime.watch import Watcher, WatchOptions
 from crmguard.realtime.window import StoredEpisode, floor_time, superseded, to_store, window_start
@@ -180,3 +181,69 @@ def test_a_failed_evaluation_is_retried_with_its_inputs(stream: Stream, tmp_path
         assert watcher.step() is None
     finally:
         watcher.close()
+
+
+def test_bodies_parsed_ahead_give_the_same_lake_and_alerts(stream: Stream, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP bodies parsed while their batch fills (`Watcher.stage_ahead`) are committed as if parsed
+    with the batch: every event stored once, bad lines quarantined with their counts, the alerts
+    the batch run's. A batch that takes only part of the bodies parsed ahead parses them again."""
+    monkeypatch.setattr(watch, "AHEAD_MIN_BYTES", 0)
+    parsed: list[int] = []
+
+    def stage_file(path: Path, *args: object) -> object:
+        parsed.append(path.stat().st_size)
+        return real_stage_file(path, *args)
+
+    real_stage_file = watch.stage_file
+    monkeypatch.setattr(watch, "stage_file", stage_file)
+    lake = tmp_path / "lake"
+    sent = reparsed = 0
+    watcher = Watcher(WatchOptions(lake=lake, state=tmp_path / "state.db", spool=tmp_path / "spool"))
+    read = stored = duplicate = quarantined = ahead = 0
+    try:
+        for i, chunk in enumerate(stream.chunks):
+            thirds = [chunk[j * len(chunk) // 3:(j + 1) * len(chunk) // 3] for j in range(3)]
+            bodies = []
+            for j, lines in enumerate(thirds):
+                bad = ['{"not json'] if j == 1 else []
+                # The second chunk's first body comes twice: the copy's events are duplicates.
+                copies = 2 if (i, j) == (1, 0) else 1
+                for _ in range(copies):
+                    bodies.append(watcher.spool.put(("\n".join(lines + bad) + "\n").encode(), "ndjson"))
+                    sent += bodies[-1].size
+                if j < 2 and (i, j) != (3, 0):
+                    ahead += watcher.stage_ahead()
+            if i == 3:
+                # The batch takes the first body only: the second, parsed ahead with it, is parsed again.
+                reparsed = bodies[0].size + bodies[1].size
+                watcher.options.max_batch_bytes = bodies[0].size
+                record = watcher.step()
+                assert record is not None and record.inputs == 1
+                watcher.options.max_batch_bytes = 256 << 20
+                counts = record.detail["ingest"]
+                read, stored = read + counts["read"], stored + counts["stored"]
+                duplicate, quarantined = duplicate + counts["duplicate"], quarantined + counts["quarantined"]
+            record = watcher.step()
+            assert record is not None
+            counts = record.detail["ingest"]
+            read, stored = read + counts["read"], stored + counts["stored"]
+            duplicate, quarantined = duplicate + counts["duplicate"], quarantined + counts["quarantined"]
+        assert watcher.step() is None
+        assert not watcher._ahead
+    finally:
+        watcher.close()
+    assert ahead == 2 * len(stream.chunks) + 1  # every first two bodies, and the copy
+    assert sum(parsed) == sent + reparsed  # what was parsed ahead was not parsed again
+    assert (stored, quarantined) == (stream.events, len(stream.chunks))
+    assert duplicate == len(stream.chunks[1]) // 3
+    assert read == stored + duplicate + quarantined
+    assert lake_counts(lake) == (stream.events, stream.events)
+    con = Lake(lake).connect()
+    try:
+        [(reasons,)] = con.execute("SELECT list(DISTINCT reason) FROM quarantine").fetchall()
+    finally:
+        con.close()
+    assert reasons == ["invalid JSON"]
+    streamed = alert_set(tmp_path / "state.db")
+    assert streamed == stream.batch_alerts, differences(streamed, stream.batch_alerts)

@@ -46,7 +46,7 @@ from crmguard.alerts.store import Store
 from crmguard.engine.rules import Rule, load_rules
 from crmguard.engine.run import match_reads
 from crmguard.errors import CrmguardError
-from crmguard.ingest import Counts, ingest, ingest_connection
+from crmguard.ingest import Counts, IngestSummary, commit_staged, ingest, ingest_connection, stage_file
 from crmguard.lake import Lake, Merge
 from crmguard.realtime.compaction import CompactionPolicy, Compactor, plan
 from crmguard.realtime.matches import MatchCache
@@ -56,8 +56,21 @@ from crmguard.realtime.spool import Spool, SpoolFile
 from crmguard.realtime.window import lookback, retention_starts, rule_starts, superseded, to_store, window_start
 from crmguard.sinks.deliver import deliver_due
 from crmguard.sinks.outbox import enqueue
+from crmguard.sources.staging import StagedFiles
 
 T = TypeVar("T")
+
+AHEAD_EVERY_S = 0.3
+"""While the next batch fills, the HTTP bodies spooled so far are parsed this often (see
+:meth:`Watcher.stage_ahead`), ..."""
+AHEAD_LAST_S = 0.15
+"""... the last time this long before the batch starts: it then parses only what came since."""
+AHEAD_MIN_BYTES = 1 << 20
+"""Fewer bytes of new bodies than this wait for the batch: parsing costs some 50 ms of planning
+whatever the size."""
+AHEAD_MAX_BYTES = 64 << 20
+"""Most bytes of bodies held parsed ahead; a batch also parses in memory what remains of its
+bodies when it is at most this (more is streamed, as a file is)."""
 
 KILL_AT_ENV = "CRMGUARD_WATCH_KILL_AT"
 """Test hook: ``<stage>:<n>`` makes the process SIGKILL itself at ``stage`` of the n-th batch it
@@ -109,6 +122,13 @@ class WatchOptions:
     compaction: CompactionPolicy = field(default_factory=CompactionPolicy)
 
 
+@dataclass(frozen=True)
+class _Ahead:
+    staged: StagedFiles
+    size: int
+    """Bytes of the bodies parsed."""
+
+
 def _kill_point(stage: str, batch: int) -> None:
     spec = os.environ.get(KILL_AT_ENV)
     if spec and spec == f"{stage}:{batch}":
@@ -135,6 +155,8 @@ class Watcher:
         self.processed: set[str] = set()
         self._held: set[str] = set()
         """Receipts of spooled inputs an ingest has taken and no committed batch has recorded yet."""
+        self._ahead: list[tuple[frozenset[str], _Ahead]] = []
+        """Bodies :meth:`stage_ahead` parsed (their receipts) for a batch to come, oldest first."""
         self._lock = threading.Lock()
         self._ingesting = threading.Event()
         self._ingests = 0
@@ -292,36 +314,91 @@ class Watcher:
 
     def _ingest(self, inputs: list[SpoolFile]) -> tuple[dict[str, int], list[str]]:
         """Ingest the spooled ``inputs``; returns the counts and the inputs that failed. Inputs that
-        cannot be read at all are moved to ``<spool>/failed`` and reported."""
+        cannot be read at all are moved to ``<spool>/failed`` and reported.
+
+        HTTP bodies are parsed as one file per batch (ingest's fixed costs are paid once), using
+        what :meth:`stage_ahead` parsed of them while the batch filled: the batch then commits one
+        chunk of them, as if parsed at once."""
         if not inputs:
             return Counts().as_dict(), []
         bodies = [f for f in inputs if f.kind == "ndjson"]
         paths = [str(f.path) for f in inputs if f.kind != "ndjson"]
-        combined = None
-        if bodies:
-            # One file per batch: ingest's fixed cost (dedup against the partitions) is paid once.
-            combined = self.spool.tmp / f"batch-{time.time_ns()}.ndjson"
-            with open(combined, "wb") as out:
-                for f in bodies:
-                    with open(f.path, "rb") as fh:
-                        out.write(fh.read())
-            paths.append(str(combined))
+        summary = IngestSummary()
+        parts, rest = self._staged_ahead(bodies)
+        if sum(f.size for f in rest) <= AHEAD_MAX_BYTES:
+            parts += [self._stage_bodies(rest)] if rest else []
+            rest = []
+        if parts:
+            for result in commit_staged(StagedFiles.combine(parts), self.lake, self.ingest_con).files:
+                summary.add(result)
+        combined = self._combine(rest) if rest else None
         try:
-            summary = ingest(paths, self.lake, con=self.ingest_con)
+            if paths or combined is not None:
+                for result in ingest(paths + ([str(combined)] if combined else []), self.lake, con=self.ingest_con).files:
+                    summary.add(result)
         finally:
             if combined is not None:
                 combined.unlink(missing_ok=True)
+        spooled = {str(f.path) for f in inputs}
         for f in summary.failed:
             name = Path(f.path).name
             shown = name.split(".", 1)[1] if name[:20].isdigit() and name[20:21] == "-" else name
             self.log(f"watch: could not ingest {shown}: {f.error or 'every record quarantined'}")
-            if f.error and (combined is None or f.path != str(combined)):
+            if f.error and f.path in spooled:
                 failed = self.spool.root / "failed"
                 failed.mkdir(exist_ok=True)
                 src = Path(f.path)
                 if src.exists():
                     os.replace(src, failed / src.name)
         return summary.total.as_dict(), [f.path for f in summary.failed]
+
+    def _combine(self, bodies: list[SpoolFile]) -> Path:
+        """Concatenate ``bodies`` into one NDJSON file in the spool's tmp folder; returns its path."""
+        combined = self.spool.tmp / f"batch-{time.time_ns()}.ndjson"
+        with open(combined, "wb") as out:
+            for f in bodies:
+                with open(f.path, "rb") as fh:
+                    out.write(fh.read())
+        return combined
+
+    def _stage_bodies(self, bodies: list[SpoolFile]) -> StagedFiles:
+        """Parse ``bodies`` as one file, into memory (nothing is written to the lake)."""
+        combined = self._combine(bodies)
+        try:
+            return stage_file(combined, self.lake, self.ingest_con)
+        finally:
+            combined.unlink(missing_ok=True)
+
+    def stage_ahead(self) -> int:
+        """Parse the HTTP bodies spooled since the last call (at least :data:`AHEAD_MIN_BYTES`
+        of them, at most :data:`AHEAD_MAX_BYTES` held) while the next batch fills: the batch then
+        only parses what came after. Nothing is written, so a crash loses only the work. Returns
+        the number of bodies parsed."""
+        with self._lock:
+            skip = self._held | {r for receipts, _ in self._ahead for r in receipts}
+        held = sum(ahead.size for _, ahead in self._ahead)
+        bodies = [f for f in self.spool.pending(AHEAD_MAX_BYTES - held, skip=skip) if f.kind == "ndjson"]
+        if not bodies or sum(f.size for f in bodies) < AHEAD_MIN_BYTES:
+            return 0
+        self._ahead.append((frozenset(f.receipt for f in bodies), _Ahead(self._stage_bodies(bodies), sum(f.size for f in bodies))))
+        return len(bodies)
+
+    def _staged_ahead(self, bodies: list[SpoolFile]) -> tuple[list[StagedFiles], list[SpoolFile]]:
+        """Split ``bodies`` into the parts :meth:`stage_ahead` parsed (every body of a part among
+        ``bodies``) and the bodies left to parse. Parts of later batches are kept; a part only
+        partly among ``bodies`` is dropped (its bodies are parsed again)."""
+        receipts = {f.receipt for f in bodies}
+        parts: list[StagedFiles] = []
+        covered: set[str] = set()
+        kept = []
+        for group, ahead in self._ahead:
+            if group <= receipts:
+                parts.append(ahead.staged)
+                covered |= group
+            elif not group & receipts:
+                kept.append((group, ahead))
+        self._ahead = kept
+        return parts, [f for f in bodies if f.receipt not in covered]
 
     def _detect(self, min_new: dt.datetime, rules: list[Rule], record: BatchRecord) -> list[str]:
         """Run ``rules`` (those the new events can affect: other rules' alerts cannot change) over
@@ -494,8 +571,7 @@ class Watcher:
         """The ingesting stage of :meth:`_pipeline`: ingest what waits in the spool, hand it over."""
         began = 0.0
         while not stop.is_set():
-            pause = self.options.interval_s - (time.monotonic() - began)
-            if pause > 0 and stop.wait(pause):
+            if self._fill(stop, began + self.options.interval_s):
                 break
             began = time.monotonic()
             # Set from before the lake is written until the batch is handed over (see _pipeline).
@@ -504,6 +580,17 @@ class Watcher:
                 self._ingest_one(stop, ready)
             finally:
                 self._ingesting.clear()
+
+    def _fill(self, stop: threading.Event, until: float) -> bool:
+        """Wait for the next batch to fill until ``until`` (monotonic), parsing its bodies ahead
+        every :data:`AHEAD_EVERY_S`; returns True when ``stop`` was set."""
+        while (left := until - time.monotonic()) > 0:
+            if left <= AHEAD_LAST_S:
+                return stop.wait(left)
+            if stop.wait(min(AHEAD_EVERY_S, left - AHEAD_LAST_S)):
+                return True
+            self._guarded(self.stage_ahead)
+        return stop.is_set()
 
     def _ingest_one(self, stop: threading.Event, ready: queue.Queue[Ingested]) -> None:
         inputs = self._guarded(self._take)

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from crmguard.errors import SourceParseError
+from crmguard.errors import CrmguardError, SourceParseError
 from crmguard.schema import COLUMNS, EVENT_SCHEMA, duckdb_type
 from crmguard.sources import FORMAT_SQL, JSON_FORMATS
 from crmguard.sources.inputs import Opened
@@ -458,6 +458,96 @@ def _ndjson_batches(opened: Opened) -> Iterator[pa.Table]:
         next_line = int(lines[-1]) + 1 if n else next_line
         yield pa.table({"_line": pa.array(lines), "text": batch.column(0),
                         "_split_error": pa.nulls(n, pa.bool_()).fill_null(False)})
+
+
+class StagedFiles:
+    """Files a :class:`FileStager` has already parsed, held in memory until they are committed:
+    what the watcher parses while the next batch fills (see :func:`crmguard.ingest.stage_file`).
+
+    It has a stager's interface (``names``, ``read``, ``sources``, ``errors``, :meth:`chunks`,
+    :meth:`finish`), so a batch commits it as it commits files read on the spot. Several combine
+    (:meth:`combine`) into one chunk: one lake file per partition for a batch however often it was
+    parsed ahead.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, stagers: list[FileStager], chunk: pa.Table | None,
+                 quarantined: pa.Table | None, unopened: dict[str, CrmguardError] | None = None) -> None:
+        self.con = con
+        self._stagers = stagers
+        self._chunk = chunk
+        self._quarantined = quarantined
+        self._unopened = unopened or {}
+
+    @classmethod
+    def of(cls, stager: FileStager) -> StagedFiles:
+        """Run ``stager``'s parse and keep what it staged: its chunks, and the rows it set aside so
+        far (taken out of its connection's ``qstaged``, which must hold no other file's). What
+        only the commit tells (line numbers of rows set aside then) is added by :meth:`finish`."""
+        chunks = [c for c in stager.chunks() if c.num_rows]
+        quarantined = arrow_table(stager.con, "SELECT * FROM qstaged")
+        stager.con.execute("DELETE FROM qstaged")
+        return cls(stager.con, [stager], pa.concat_tables(chunks) if chunks else None,
+                   quarantined if quarantined.num_rows else None)
+
+    @classmethod
+    def unopened(cls, con: duckdb.DuckDBPyConnection, name: str, error: CrmguardError) -> StagedFiles:
+        """A file that could not be opened: it holds nothing and fails with ``error``."""
+        return cls(con, [], None, None, {name: error})
+
+    @classmethod
+    def combine(cls, parts: Sequence[StagedFiles]) -> StagedFiles:
+        """One :class:`StagedFiles` holding ``parts`` in order (each part's ``_file`` shifted past
+        the files of the parts before it, so duplicates keep crediting the earliest file)."""
+        chunks, quarantined = [], [p._quarantined for p in parts if p._quarantined is not None]
+        shift = 0
+        for part in parts:
+            if part._chunk is not None:
+                chunk = part._chunk
+                n = chunk.schema.get_field_index("_file")
+                chunk = chunk.set_column(n, "_file", pc.add(chunk.column(n), pa.scalar(shift, pa.int64())))
+                # Readers spell UTC differently (CSV "UTC", JSON "Etc/UTC"): same values, one schema.
+                chunks.append(chunk.cast(chunks[0].schema) if chunks and chunk.schema != chunks[0].schema else chunk)
+            shift += sum(len(s.names) for s in part._stagers)
+        return cls(parts[0].con, [s for p in parts for s in p._stagers], pa.concat_tables(chunks) if chunks else None,
+                   pa.concat_tables(quarantined) if quarantined else None,
+                   {k: v for p in parts for k, v in p._unopened.items()})
+
+    @property
+    def names(self) -> list[str]:
+        """The files, in order."""
+        return [n for s in self._stagers for n in s.names] + list(self._unopened)
+
+    @property
+    def read(self) -> dict[str, int]:
+        """Records read per file (complete after :meth:`finish`)."""
+        return {**{k: v for s in self._stagers for k, v in s.read.items()}, **dict.fromkeys(self._unopened, 0)}
+
+    @property
+    def sources(self) -> dict[str, set[str]]:
+        """Sources seen per file."""
+        return {**{k: v for s in self._stagers for k, v in s.sources.items()}, **{k: set() for k in self._unopened}}
+
+    @property
+    def errors(self) -> dict[str, CrmguardError]:
+        """File name -> the error that stopped it being read."""
+        return {**{k: v for s in self._stagers for k, v in s.errors.items()}, **self._unopened}
+
+    def chunks(self) -> Iterator[pa.Table]:
+        """Yield the staged records, as one chunk."""
+        if self._chunk is not None:
+            yield self._chunk
+
+    def finish(self) -> None:
+        """After the chunk is committed: put the rows set aside back into ``qstaged`` and let each
+        stager add what it knows at the end (see :meth:`FileStager.finish`)."""
+        if self._quarantined is not None:
+            self.con.register("_quarantined", self._quarantined)
+            try:
+                self.con.execute("INSERT INTO qstaged SELECT * FROM _quarantined")
+            finally:
+                self.con.unregister("_quarantined")
+        for stager in self._stagers:
+            stager.finish()
 
 
 def _side_by_side(con: duckdb.DuckDBPyConnection, tasks: list[tuple[str, pa.Table]]) -> list[pa.Table]:
