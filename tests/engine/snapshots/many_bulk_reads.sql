@@ -3,7 +3,7 @@ SELECT 'bulk_pii_read' AS rule, * FROM (SELECT e.*, coalesce(e.username, e.user_
 FROM events e
 WHERE (("source" = 'salesforce_elf' OR "source" = 'salesforce_rtem' OR "source" = 'salesforce_audit') AND ("action" = 'query' OR "action" = 'export') AND ("object" ILIKE 'Contact' OR "object" ILIKE 'Account' OR "object" ILIKE 'Lead' OR "object" ILIKE 'Case') AND "rows" >= 1000));
 SELECT * EXCLUDE (corr) FROM (
-WITH base AS (SELECT c.corr, c.step, m.*, [CAST(m.actor AS VARCHAR)]::VARCHAR[] AS grp, to_json(list_prepend(c.corr, [CAST(m.actor AS VARCHAR)]::VARCHAR[]))::VARCHAR AS k FROM mr m JOIN (VALUES ('_', 'bulk_pii_read', 0)) c(corr, rule, step) ON m.rule = c.rule WHERE CAST(m.actor AS VARCHAR) IS NOT NULL),
+WITH base AS (WITH g AS (SELECT c.corr, c.step, m.*, [CAST(m.actor AS VARCHAR)]::VARCHAR[] AS grp, to_json(list_prepend(c.corr, [CAST(m.actor AS VARCHAR)]::VARCHAR[]))::VARCHAR AS k FROM mr m JOIN (VALUES ('_', 'bulk_pii_read', 0)) c(corr, rule, step) ON m.rule = c.rule WHERE CAST(m.actor AS VARCHAR) IS NOT NULL) SELECT * FROM g WHERE k IN (SELECT k FROM g GROUP BY k HAVING count(DISTINCT event_id) >= 2)),
 events AS (SELECT * FROM base),
 firing AS (SELECT DISTINCT k, t FROM (SELECT k, time AS t FROM (SELECT k, time, count(*) OVER (PARTITION BY k ORDER BY time RANGE BETWEEN INTERVAL 3600 SECOND PRECEDING AND CURRENT ROW) AS n FROM events) WHERE n >= 2)),
 marked AS (SELECT k, t, CASE WHEN lag(t) OVER (PARTITION BY k ORDER BY t) >= t - INTERVAL 3600 SECOND THEN 0 ELSE 1 END AS brk FROM firing),
