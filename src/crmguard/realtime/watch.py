@@ -61,10 +61,10 @@ from crmguard.sources.staging import StagedFiles
 T = TypeVar("T")
 
 AHEAD_EVERY_S = 0.3
-"""While the next batch fills, the HTTP bodies spooled so far are parsed this often (see
-:meth:`Watcher.stage_ahead`), ..."""
+"""While the next batch fills and no evaluation runs, the HTTP bodies spooled so far are parsed at
+most this often (see :meth:`Watcher.stage_ahead`), ..."""
 AHEAD_LAST_S = 0.15
-"""... the last time this long before the batch starts: it then parses only what came since."""
+"""... the last time at least this long before the batch starts."""
 AHEAD_MIN_BYTES = 1 << 20
 """Fewer bytes of new bodies than this wait for the batch: parsing costs some 50 ms of planning
 whatever the size."""
@@ -159,6 +159,9 @@ class Watcher:
         """Bodies :meth:`stage_ahead` parsed (their receipts) for a batch to come, oldest first."""
         self._lock = threading.Lock()
         self._ingesting = threading.Event()
+        self._idle = threading.Event()
+        """Clear from the hand-over of an ingested batch until its evaluation is done (see :meth:`_fill`)."""
+        self._idle.set()
         self._ingests = 0
         self.delivered = threading.Event()
         self._recovered = False
@@ -555,7 +558,11 @@ class Watcher:
                     self._status()
                     continue
                 items = []
-            record = self._evaluate_guarded(items)
+            self._idle.clear()
+            try:
+                record = self._evaluate_guarded(items)
+            finally:
+                self._idle.set()
             runs += record is not None
             self._status()
         ingester.join()
@@ -583,13 +590,17 @@ class Watcher:
 
     def _fill(self, stop: threading.Event, until: float) -> bool:
         """Wait for the next batch to fill until ``until`` (monotonic), parsing its bodies ahead
-        every :data:`AHEAD_EVERY_S`; returns True when ``stop`` was set."""
+        (:meth:`stage_ahead`) whenever no evaluation runs, at most every :data:`AHEAD_EVERY_S` and
+        not in the last :data:`AHEAD_LAST_S`; returns True when ``stop`` was set."""
+        last = -AHEAD_EVERY_S
         while (left := until - time.monotonic()) > 0:
-            if left <= AHEAD_LAST_S:
-                return stop.wait(left)
-            if stop.wait(min(AHEAD_EVERY_S, left - AHEAD_LAST_S)):
+            # Parsing beside an evaluation would slow the evaluation: they share two cores.
+            if left > AHEAD_LAST_S and self._idle.is_set() and time.monotonic() - last >= AHEAD_EVERY_S:
+                last = time.monotonic()
+                self._guarded(self.stage_ahead)
+                continue
+            if stop.wait(min(left, 0.02)):
                 return True
-            self._guarded(self.stage_ahead)
         return stop.is_set()
 
     def _ingest_one(self, stop: threading.Event, ready: queue.Queue[Ingested]) -> None:
@@ -599,6 +610,8 @@ class Watcher:
         item = self._guarded(lambda: self.ingest_inputs(inputs))
         if item is None:
             return
+        # Cleared before the hand-over, set once the evaluation is done: no parsing ahead beside it.
+        self._idle.clear()
         while not stop.is_set():
             try:
                 ready.put(item, timeout=0.1)
