@@ -26,7 +26,9 @@ The long-running loop (:meth:`Watcher.run`) pipelines the two halves: one thread
 next inputs while the other does 3-6 for the last ones. That changes no step's order for a given
 batch: a batch's inputs stay in the spool until the evaluation that commits it, so a crash while
 the next batch is being ingested replays it (its events are duplicates, its lake files still
-unevaluated) exactly as a crash in step 2 does.
+unevaluated) exactly as a crash in step 2 does. While a batch fills and no evaluation runs, the
+ingesting thread also parses the HTTP bodies spooled so far into memory (:meth:`Watcher.stage_ahead`),
+so step 2 parses only the last ones before writing the lake; nothing of that is written or recorded.
 """
 
 from __future__ import annotations
@@ -383,7 +385,8 @@ class Watcher:
         bodies = [f for f in self.spool.pending(AHEAD_MAX_BYTES - held, skip=skip) if f.kind == "ndjson"]
         if not bodies or sum(f.size for f in bodies) < AHEAD_MIN_BYTES:
             return 0
-        self._ahead.append((frozenset(f.receipt for f in bodies), _Ahead(self._stage_bodies(bodies), sum(f.size for f in bodies))))
+        staged = _Ahead(self._stage_bodies(bodies), sum(f.size for f in bodies))
+        self._ahead.append((frozenset(f.receipt for f in bodies), staged))
         return len(bodies)
 
     def _staged_ahead(self, bodies: list[SpoolFile]) -> tuple[list[StagedFiles], list[SpoolFile]]:
@@ -513,7 +516,8 @@ class Watcher:
         With ``once`` the batches run one after the other (:meth:`step`). Otherwise the loop is a
         two-stage pipeline: a thread ingests the next inputs (at most one batch ahead, a batch
         starting ``interval_s`` after the previous one started, or at once when that one took
-        longer) while this thread evaluates the last ones, so the two halves use both cores.
+        longer, and parsing its HTTP bodies ahead while no evaluation runs) while this thread
+        evaluates the last ones, so the two halves use both cores.
         Nothing about crash safety changes: an ingested batch is recorded only by the evaluation
         that commits it, and until then its inputs stay in the spool."""
         if not self._recovered:
