@@ -7,11 +7,13 @@ adds nothing to the counts.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 from duckdb import DuckDBPyConnection
 
 from crmguard.errors import CrmguardError
@@ -88,7 +90,15 @@ class IngestSummary:
 
 
 INGEST_MEMORY_LIMIT = "1GB"
-"""DuckDB memory limit of an ingest connection: parsing is streamed in bounded chunks."""
+"""DuckDB memory limit of an ingest connection (parsing is streamed in bounded chunks), unless
+``$CRMGUARD_INGEST_MEMORY_LIMIT`` sets another (e.g. ``4GB``)."""
+MEMORY_ENV = "CRMGUARD_INGEST_MEMORY_LIMIT"
+
+
+def ingest_memory_limit() -> str:
+    """The DuckDB memory limit ingest connections get: ``$CRMGUARD_INGEST_MEMORY_LIMIT`` or
+    :data:`INGEST_MEMORY_LIMIT`."""
+    return os.environ.get(MEMORY_ENV) or INGEST_MEMORY_LIMIT
 
 
 def ingest_connection(lake: Lake) -> DuckDBPyConnection:
@@ -97,7 +107,7 @@ def ingest_connection(lake: Lake) -> DuckDBPyConnection:
     watcher) keeps one and passes it, saving its set-up each time."""
     lake.root.mkdir(parents=True, exist_ok=True)
     (lake.root / "_tmp").mkdir(exist_ok=True)
-    con = connect(memory_limit=INGEST_MEMORY_LIMIT, temp_dir=str(lake.root / "_tmp"))
+    con = connect(memory_limit=ingest_memory_limit(), temp_dir=str(lake.root / "_tmp"))
     # A batch's queries run for seconds: DuckDB's own progress bar would cut through the caller's.
     con.execute("SET enable_progress_bar = false")
     return con
@@ -170,9 +180,19 @@ def stage_file(path: Path, lake: Lake, con: DuckDBPyConnection) -> StagedFiles:
     with tempfile.TemporaryDirectory(prefix="crmguard-", dir=lake.root / "_tmp") as tmp:
         try:
             opened = open_input(path, Path(tmp))
+            return StagedFiles.of(FileStager(con, [opened]))
         except CrmguardError as exc:
-            return StagedFiles.unopened(con, str(path), exc)
-        return StagedFiles.of(FileStager(con, [opened]))
+            return StagedFiles.failed(con, str(path), exc)
+        except duckdb.OutOfMemoryException as exc:
+            con.execute("DELETE FROM qstaged")
+            return StagedFiles.failed(con, str(path), CrmguardError(_out_of_memory(exc)))
+
+
+def _out_of_memory(exc: duckdb.OutOfMemoryException) -> str:
+    """The error of a file whose parse ran out of the ingest connection's memory."""
+    return (f"out of memory: parsing reached DuckDB's ingest limit of {ingest_memory_limit()} "
+            f"({str(exc).splitlines()[0]}); raise ${MEMORY_ENV} and ingest it again "
+            "(what was stored is not stored twice)")
 
 
 def commit_staged(staged: StagedFiles, lake: Lake, con: DuckDBPyConnection) -> IngestSummary:
@@ -205,11 +225,12 @@ def _commit_batch(con: DuckDBPyConnection, lake: Lake, stager: FileStager | Stag
             con.execute(f"DELETE FROM qstaged WHERE file IN (SELECT unnest({sql_list(list(stager.errors))}))")
         for key, n in lake.commit_quarantine(con).items():
             per_file.setdefault(key, Counts()).quarantined += n
-    except CrmguardError as exc:
+    except (CrmguardError, duckdb.OutOfMemoryException) as exc:
         # Whatever chunks were committed stay (a replay dedupes them); the batch's files are reported failed.
         con.execute("DELETE FROM qstaged")
+        message = str(exc) if isinstance(exc, CrmguardError) else _out_of_memory(exc)
         for name in stager.names:
-            results[name].error = str(exc)
+            results[name].error = message
     for name, error in stager.errors.items():
         results[name].error = str(error)
     for (name, source), c in per_file.items():

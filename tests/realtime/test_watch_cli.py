@@ -3,12 +3,18 @@ without stopping anything, option errors are clear; the spool's claim and crash 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from crmguard.cli import EXIT_ERROR, EXIT_OK, main
+from crmguard.realtime import watch
 from crmguard.realtime.spool import Spool
+from crmguard.realtime.watch import Watcher, WatchOptions
 from tests.realtime.conftest import Stream, lake_counts, write_chunk
+from tests.sources.test_large_json_records import api_event
 
 
 def test_once_drains_the_inbox_and_sets_bad_files_aside(stream: Stream, tmp_path: Path, capsys) -> None:
@@ -65,3 +71,35 @@ def test_spool_orders_by_arrival_and_forgets_unacknowledged_bodies(tmp_path: Pat
     assert not (inbox / "sub" / "Login.csv").exists() and (inbox / ".hidden").exists()
     spool.remove(spool.pending())
     assert spool.depth() == (0, 0)
+
+
+def test_bodies_that_run_out_of_memory_are_set_aside(stream: Stream, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTP bodies whose parse needs more than the ingest memory limit, parsed ahead or with their
+    batch, are moved to `<spool>/failed` with the reason logged; the watcher goes on."""
+    monkeypatch.setenv("CRMGUARD_INGEST_MEMORY_LIMIT", "60MB")
+    monkeypatch.setattr(watch, "AHEAD_MIN_BYTES", 0)
+    lines: list[str] = []
+    watcher = Watcher(WatchOptions(lake=tmp_path / "lake", state=tmp_path / "state.db", spool=tmp_path / "spool"),
+                      log=lines.append)
+    big = "".join(json.dumps(api_event(i, 500)) + "\n" for i in range(600)).encode()  # 23 MB
+    try:
+        small = watcher.spool.put(("\n".join(stream.chunks[0][:200]) + "\n").encode(), "ndjson")
+        record = watcher.step()
+        assert record is not None and record.detail["ingest"]["stored"] == 200 and not record.detail["failed"]
+        ahead = watcher.spool.put(big, "ndjson")
+        assert watcher.stage_ahead() == 1
+        record = watcher.step()
+        assert record is not None and record.detail["ingest"]["read"] == 0 and len(record.detail["failed"]) == 1
+        later = watcher.spool.put(big, "ndjson")
+        record = watcher.step()
+        assert record is not None and record.detail["ingest"]["read"] == 0 and len(record.detail["failed"]) == 1
+    finally:
+        watcher.close()
+    assert sorted(p.name for p in (tmp_path / "spool" / "failed").iterdir()) == sorted([ahead.path.name, later.path.name])
+    assert not watcher.spool.pending() and not small.path.exists()
+    oom = [line for line in lines if "out of memory" in line]
+    said = (f"watch: could not ingest 1 HTTP body (moved to {tmp_path / 'spool' / 'failed'}): out of memory: "
+            "parsing reached DuckDB's ingest limit of 60MB")
+    assert len(oom) == 2 and all(line.startswith(said) and "CRMGUARD_INGEST_MEMORY_LIMIT" in line for line in oom)
+    assert lake_counts(tmp_path / "lake") == (200, 200)

@@ -48,7 +48,7 @@ from crmguard.alerts.store import Store
 from crmguard.engine.rules import Rule, load_rules
 from crmguard.engine.run import match_reads
 from crmguard.errors import CrmguardError
-from crmguard.ingest import Counts, IngestSummary, commit_staged, ingest, ingest_connection, stage_file
+from crmguard.ingest import Counts, FileResult, IngestSummary, commit_staged, ingest, ingest_connection, stage_file
 from crmguard.lake import Lake, Merge
 from crmguard.realtime.compaction import CompactionPolicy, Compactor, plan
 from crmguard.realtime.matches import MatchCache
@@ -126,9 +126,15 @@ class WatchOptions:
 
 @dataclass(frozen=True)
 class _Ahead:
+    """HTTP bodies parsed into memory as one file."""
+
     staged: StagedFiles
-    size: int
-    """Bytes of the bodies parsed."""
+    bodies: list[SpoolFile]
+
+    @property
+    def size(self) -> int:
+        """Bytes of the bodies."""
+        return sum(f.size for f in self.bodies)
 
 
 def _kill_point(stage: str, batch: int) -> None:
@@ -331,31 +337,45 @@ class Watcher:
         summary = IngestSummary()
         parts, rest = self._staged_ahead(bodies)
         if sum(f.size for f in rest) <= AHEAD_MAX_BYTES:
-            parts += [self._stage_bodies(rest)] if rest else []
+            parts += [_Ahead(self._stage_bodies(rest), rest)] if rest else []
             rest = []
         if parts:
-            for result in commit_staged(StagedFiles.combine(parts), self.lake, self.ingest_con).files:
+            for result in commit_staged(StagedFiles.combine([p.staged for p in parts]), self.lake, self.ingest_con).files:
                 summary.add(result)
+        joined = {name: part.bodies for part in parts for name in part.staged.names}
         combined = self._combine(rest) if rest else None
         try:
+            if combined is not None:
+                joined[str(combined)] = rest
             if paths or combined is not None:
                 for result in ingest(paths + ([str(combined)] if combined else []), self.lake, con=self.ingest_con).files:
                     summary.add(result)
         finally:
             if combined is not None:
                 combined.unlink(missing_ok=True)
-        spooled = {str(f.path) for f in inputs}
         for f in summary.failed:
-            name = Path(f.path).name
-            shown = name.split(".", 1)[1] if name[:20].isdigit() and name[20:21] == "-" else name
-            self.log(f"watch: could not ingest {shown}: {f.error or 'every record quarantined'}")
-            if f.error and f.path in spooled:
-                failed = self.spool.root / "failed"
-                failed.mkdir(exist_ok=True)
-                src = Path(f.path)
-                if src.exists():
-                    os.replace(src, failed / src.name)
+            self._set_aside(f, joined.get(f.path))
         return summary.total.as_dict(), [f.path for f in summary.failed]
+
+    def _set_aside(self, result: FileResult, bodies: list[SpoolFile] | None) -> None:
+        """Report an input that failed (``bodies``: the HTTP bodies it joined, for a batch's
+        concatenated bodies). One that could not be read at all is moved to ``<spool>/failed``,
+        its bodies too, to be ingested by hand once the cause is fixed; one whose every record was
+        quarantined is in the quarantine already."""
+        if bodies is not None:
+            shown = f"{len(bodies)} HTTP bod{'y' if len(bodies) == 1 else 'ies'}"
+        else:
+            name = Path(result.path).name
+            shown = name.split(".", 1)[1] if name[:20].isdigit() and name[20:21] == "-" else name
+        if not result.error:
+            self.log(f"watch: could not ingest {shown}: every record quarantined")
+            return
+        failed = self.spool.root / "failed"
+        failed.mkdir(exist_ok=True)
+        for src in [f.path for f in bodies] if bodies is not None else [Path(result.path)]:
+            if src.exists():
+                os.replace(src, failed / src.name)
+        self.log(f"watch: could not ingest {shown} (moved to {failed}): {result.error}")
 
     def _combine(self, bodies: list[SpoolFile]) -> Path:
         """Concatenate ``bodies`` into one NDJSON file in the spool's tmp folder; returns its path."""
@@ -385,21 +405,20 @@ class Watcher:
         bodies = [f for f in self.spool.pending(AHEAD_MAX_BYTES - held, skip=skip) if f.kind == "ndjson"]
         if not bodies or sum(f.size for f in bodies) < AHEAD_MIN_BYTES:
             return 0
-        staged = _Ahead(self._stage_bodies(bodies), sum(f.size for f in bodies))
-        self._ahead.append((frozenset(f.receipt for f in bodies), staged))
+        self._ahead.append((frozenset(f.receipt for f in bodies), _Ahead(self._stage_bodies(bodies), bodies)))
         return len(bodies)
 
-    def _staged_ahead(self, bodies: list[SpoolFile]) -> tuple[list[StagedFiles], list[SpoolFile]]:
+    def _staged_ahead(self, bodies: list[SpoolFile]) -> tuple[list[_Ahead], list[SpoolFile]]:
         """Split ``bodies`` into the parts :meth:`stage_ahead` parsed (every body of a part among
         ``bodies``) and the bodies left to parse. Parts of later batches are kept; a part only
         partly among ``bodies`` is dropped (its bodies are parsed again)."""
         receipts = {f.receipt for f in bodies}
-        parts: list[StagedFiles] = []
+        parts: list[_Ahead] = []
         covered: set[str] = set()
         kept = []
         for group, ahead in self._ahead:
             if group <= receipts:
-                parts.append(ahead.staged)
+                parts.append(ahead)
                 covered |= group
             elif not group & receipts:
                 kept.append((group, ahead))

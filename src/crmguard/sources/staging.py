@@ -471,12 +471,12 @@ class StagedFiles:
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, stagers: list[FileStager], chunk: pa.Table | None,
-                 quarantined: pa.Table | None, unopened: dict[str, CrmguardError] | None = None) -> None:
+                 quarantined: pa.Table | None, failed: dict[str, CrmguardError] | None = None) -> None:
         self.con = con
         self._stagers = stagers
         self._chunk = chunk
         self._quarantined = quarantined
-        self._unopened = unopened or {}
+        self._failed = failed or {}
 
     @classmethod
     def of(cls, stager: FileStager) -> StagedFiles:
@@ -490,8 +490,8 @@ class StagedFiles:
                    quarantined if quarantined.num_rows else None)
 
     @classmethod
-    def unopened(cls, con: duckdb.DuckDBPyConnection, name: str, error: CrmguardError) -> StagedFiles:
-        """A file that could not be opened: it holds nothing and fails with ``error``."""
+    def failed(cls, con: duckdb.DuckDBPyConnection, name: str, error: CrmguardError) -> StagedFiles:
+        """A file that could not be parsed at all: it holds nothing and fails with ``error``."""
         return cls(con, [], None, None, {name: error})
 
     @classmethod
@@ -510,27 +510,27 @@ class StagedFiles:
             shift += sum(len(s.names) for s in part._stagers)
         return cls(parts[0].con, [s for p in parts for s in p._stagers], pa.concat_tables(chunks) if chunks else None,
                    pa.concat_tables(quarantined) if quarantined else None,
-                   {k: v for p in parts for k, v in p._unopened.items()})
+                   {k: v for p in parts for k, v in p._failed.items()})
 
     @property
     def names(self) -> list[str]:
         """The files, in order."""
-        return [n for s in self._stagers for n in s.names] + list(self._unopened)
+        return [n for s in self._stagers for n in s.names] + list(self._failed)
 
     @property
     def read(self) -> dict[str, int]:
         """Records read per file (complete after :meth:`finish`)."""
-        return {**{k: v for s in self._stagers for k, v in s.read.items()}, **dict.fromkeys(self._unopened, 0)}
+        return {**{k: v for s in self._stagers for k, v in s.read.items()}, **dict.fromkeys(self._failed, 0)}
 
     @property
     def sources(self) -> dict[str, set[str]]:
         """Sources seen per file."""
-        return {**{k: v for s in self._stagers for k, v in s.sources.items()}, **{k: set() for k in self._unopened}}
+        return {**{k: v for s in self._stagers for k, v in s.sources.items()}, **{k: set() for k in self._failed}}
 
     @property
     def errors(self) -> dict[str, CrmguardError]:
         """File name -> the error that stopped it being read."""
-        return {**{k: v for s in self._stagers for k, v in s.errors.items()}, **self._unopened}
+        return {**{k: v for s in self._stagers for k, v in s.errors.items()}, **self._failed}
 
     def chunks(self) -> Iterator[pa.Table]:
         """Yield the staged records, as one chunk."""
