@@ -175,7 +175,8 @@ def stage_file(path: Path, lake: Lake, con: DuckDBPyConnection) -> StagedFiles:
     """Parse the file at ``path`` (small: it is held in memory) with ``con`` (an
     :func:`ingest_connection` of ``lake``) without writing anything; :func:`commit_staged` then
     stores it as :func:`ingest` would have. ``path`` may be deleted once this returns. A file that
-    cannot be opened gives a :class:`StagedFiles` holding only its error."""
+    cannot be opened, or whose parse runs out of the connection's memory, gives a
+    :class:`StagedFiles` holding only its error."""
     create_staging(con)
     with tempfile.TemporaryDirectory(prefix="crmguard-", dir=lake.root / "_tmp") as tmp:
         try:
