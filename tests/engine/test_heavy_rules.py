@@ -3,13 +3,16 @@ materialising their matches: the alerts must be exactly those of materialising e
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import duckdb
+from hypothesis import given
+from hypothesis import strategies as st
 
 from crmguard.engine.rules import load_rules
 from crmguard.engine.ruletest import events_table
-from crmguard.engine.run import _detection_alerts, heavy_rules, prepare_matches, run_rules
+from crmguard.engine.run import _detection_alerts, heavy_rules, hot_spans, prepare_matches, run_rules
 from crmguard.sources.sql import connect
 
 RULES = """title: Many record pages
@@ -64,3 +67,20 @@ def test_counted_alerts_equal_materialised_alerts(tmp_path: Path) -> None:
     assert sorted((a.actor, a.event_count) for a in heavy) == [("ana@x.com", 4), ("cy@x.com", 3)]
     # The other rule is untouched by the heavy path.
     assert [(a.actor, a.event_count) for a in counted if a.rule_id == by_name["any_export"].id] == [("bo@x.com", 1)]
+
+
+@given(st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 50)), max_size=40), st.integers(1, 8))
+def test_hot_spans_cover_every_interval_in_at_most_limit_spans(raw: list[tuple[int, int]], limit: int) -> None:
+    """The spans the third scan reads again hold every instant of every hot group's interval, are
+    sorted and disjoint, and are at most ``limit``: the matches of a hot group are never missed."""
+    t0 = dt.datetime(2025, 3, 4, tzinfo=dt.UTC)
+    intervals = sorted((t0 + dt.timedelta(minutes=a), t0 + dt.timedelta(minutes=a + n)) for a, n in raw)
+    spans = hot_spans(intervals, limit)
+    assert len(spans) <= limit and (spans or not intervals)
+    assert all(a[1] < b[0] for a, b in zip(spans, spans[1:], strict=False))
+    for lo, hi in intervals:
+        assert any(a <= lo and hi <= b for a, b in spans)
+    if limit >= len(intervals):
+        # No gap is closed: the spans cover no instant outside the intervals.
+        covered = sum((b - a).total_seconds() for a, b in spans)
+        assert covered <= sum((hi - lo).total_seconds() for lo, hi in intervals)
