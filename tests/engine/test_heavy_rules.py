@@ -84,3 +84,27 @@ def test_hot_spans_cover_every_interval_in_at_most_limit_spans(raw: list[tuple[i
         # No gap is closed: the spans cover no instant outside the intervals.
         covered = sum((b - a).total_seconds() for a, b in spans)
         assert covered <= sum((hi - lo).total_seconds() for lo, hi in intervals)
+
+
+def test_hot_groups_on_several_days_of_a_partitioned_lake(tmp_path: Path) -> None:
+    """Over a lake partitioned by day the matches of hot groups are read again from their days'
+    partitions only: hot groups on two days both alert, exactly as when every match is kept."""
+    (tmp_path / "r.yml").write_text(RULES)
+    rules = load_rules([tmp_path], include_builtin=False)
+    later = [{**e, "time": str(e["time"]).replace("2025-03-04", day), "record_id": f"{e.get('record_id')}{day[-1]}"}
+             for day in ("2025-03-06", "2025-03-09") for e in _events() if e["action"] == "view"]
+    con: duckdb.DuckDBPyConnection = connect()
+    con.register("staged", events_table(_events() + later))
+    con.execute(f"COPY (SELECT *, CAST(time AS DATE) AS date FROM staged) TO '{tmp_path / 'lake'}' "
+                "(FORMAT parquet, PARTITION_BY (date))")
+    con.execute(f"CREATE TEMP VIEW events AS SELECT * FROM read_parquet('{tmp_path / 'lake'}/**/*.parquet', "
+                "hive_partitioning=true, hive_types={'date': DATE})")
+    counted = run_rules(con, rules)
+    prepare_matches(con, rules, None, None, count_heavy=False)
+    by_name = {r.name: r for r in rules}
+    materialised = _detection_alerts(con, [by_name["many_pages"]], by_name)
+    heavy = [a for a in counted if a.rule_id == by_name["many_pages"].id]
+    assert sorted((a.actor, a.event_count, a.first_seen, a.event_ids) for a in heavy) == sorted(
+        (a.actor, a.event_count, a.first_seen, a.event_ids) for a in materialised)
+    assert sorted((a.first_seen.date().isoformat(), a.actor) for a in heavy) == [
+        (day, who) for day in ("2025-03-04", "2025-03-06", "2025-03-09") for who in ("ana@x.com", "cy@x.com")]
