@@ -10,9 +10,9 @@ import duckdb
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmguard.engine.rules import load_rules
+from crmguard.engine.rules import Rule, load_rules
 from crmguard.engine.ruletest import events_table
-from crmguard.engine.run import _detection_alerts, heavy_rules, hot_spans, prepare_matches, run_rules
+from crmguard.engine.run import Alert, _detection_alerts, heavy_rules, hot_spans, prepare_matches, run_rules
 from crmguard.sources.sql import connect
 
 RULES = """title: Many record pages
@@ -57,6 +57,16 @@ def test_counted_alerts_equal_materialised_alerts(tmp_path: Path) -> None:
     assert [r.name for r in heavy_rules(rules)] == ["many_pages"]
     con: duckdb.DuckDBPyConnection = connect()
     con.register("events", events_table(_events()))
+    counted, heavy = _counted_as_materialised(con, rules)
+    assert sorted((a.actor, a.event_count) for a in heavy) == [("ana@x.com", 4), ("cy@x.com", 3)]
+    # The other rule is untouched by the heavy path.
+    export = next(r for r in rules if r.name == "any_export")
+    assert [(a.actor, a.event_count) for a in counted if a.rule_id == export.id] == [("bo@x.com", 1)]
+
+
+def _counted_as_materialised(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> tuple[list[Alert], list[Alert]]:
+    """Run ``rules`` over ``con``'s ``events``; check that ``many_pages``'s alerts, counted the heavy
+    way, are those of keeping every match; return all the alerts and ``many_pages``'s."""
     counted = run_rules(con, rules)
     prepare_matches(con, rules, None, None, count_heavy=False)
     by_name = {r.name: r for r in rules}
@@ -64,9 +74,7 @@ def test_counted_alerts_equal_materialised_alerts(tmp_path: Path) -> None:
     heavy = [a for a in counted if a.rule_id == by_name["many_pages"].id]
     assert sorted((a.actor, a.event_count, a.first_seen, a.event_ids) for a in heavy) == sorted(
         (a.actor, a.event_count, a.first_seen, a.event_ids) for a in materialised)
-    assert sorted((a.actor, a.event_count) for a in heavy) == [("ana@x.com", 4), ("cy@x.com", 3)]
-    # The other rule is untouched by the heavy path.
-    assert [(a.actor, a.event_count) for a in counted if a.rule_id == by_name["any_export"].id] == [("bo@x.com", 1)]
+    return counted, heavy
 
 
 @given(st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 50)), max_size=40), st.integers(1, 8))
@@ -99,12 +107,6 @@ def test_hot_groups_on_several_days_of_a_partitioned_lake(tmp_path: Path) -> Non
                 "(FORMAT parquet, PARTITION_BY (date))")
     con.execute(f"CREATE TEMP VIEW events AS SELECT * FROM read_parquet('{tmp_path / 'lake'}/**/*.parquet', "
                 "hive_partitioning=true, hive_types={'date': DATE})")
-    counted = run_rules(con, rules)
-    prepare_matches(con, rules, None, None, count_heavy=False)
-    by_name = {r.name: r for r in rules}
-    materialised = _detection_alerts(con, [by_name["many_pages"]], by_name)
-    heavy = [a for a in counted if a.rule_id == by_name["many_pages"].id]
-    assert sorted((a.actor, a.event_count, a.first_seen, a.event_ids) for a in heavy) == sorted(
-        (a.actor, a.event_count, a.first_seen, a.event_ids) for a in materialised)
+    _, heavy = _counted_as_materialised(con, rules)
     assert sorted((a.first_seen.date().isoformat(), a.actor) for a in heavy) == [
         (day, who) for day in ("2025-03-04", "2025-03-06", "2025-03-09") for who in ("ana@x.com", "cy@x.com")]
