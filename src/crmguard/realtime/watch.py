@@ -136,6 +136,11 @@ class _Ahead:
         """Bytes of the bodies."""
         return sum(f.size for f in self.bodies)
 
+    @property
+    def receipts(self) -> frozenset[str]:
+        """The bodies' spool receipts."""
+        return frozenset(f.receipt for f in self.bodies)
+
 
 def _kill_point(stage: str, batch: int) -> None:
     spec = os.environ.get(KILL_AT_ENV)
@@ -163,8 +168,8 @@ class Watcher:
         self.processed: set[str] = set()
         self._held: set[str] = set()
         """Receipts of spooled inputs an ingest has taken and no committed batch has recorded yet."""
-        self._ahead: list[tuple[frozenset[str], _Ahead]] = []
-        """Bodies :meth:`stage_ahead` parsed (their receipts) for a batch to come, oldest first."""
+        self._ahead: list[_Ahead] = []
+        """Bodies :meth:`stage_ahead` parsed for a batch to come, oldest first."""
         self._lock = threading.Lock()
         self._ingesting = threading.Event()
         self._idle = threading.Event()
@@ -344,11 +349,12 @@ class Watcher:
                 summary.add(result)
         joined = {name: part.bodies for part in parts for name in part.staged.names}
         combined = self._combine(rest) if rest else None
+        if combined is not None:
+            joined[str(combined)] = rest
+            paths.append(str(combined))
         try:
-            if combined is not None:
-                joined[str(combined)] = rest
-            if paths or combined is not None:
-                for result in ingest(paths + ([str(combined)] if combined else []), self.lake, con=self.ingest_con).files:
+            if paths:
+                for result in ingest(paths, self.lake, con=self.ingest_con).files:
                     summary.add(result)
         finally:
             if combined is not None:
@@ -400,12 +406,12 @@ class Watcher:
         only parses what came after. Nothing is written, so a crash loses only the work. Returns
         the number of bodies parsed."""
         with self._lock:
-            skip = self._held | {r for receipts, _ in self._ahead for r in receipts}
-        held = sum(ahead.size for _, ahead in self._ahead)
+            skip = self._held.union(*(ahead.receipts for ahead in self._ahead))
+        held = sum(ahead.size for ahead in self._ahead)
         bodies = [f for f in self.spool.pending(AHEAD_MAX_BYTES - held, skip=skip) if f.kind == "ndjson"]
         if not bodies or sum(f.size for f in bodies) < AHEAD_MIN_BYTES:
             return 0
-        self._ahead.append((frozenset(f.receipt for f in bodies), _Ahead(self._stage_bodies(bodies), bodies)))
+        self._ahead.append(_Ahead(self._stage_bodies(bodies), bodies))
         return len(bodies)
 
     def _staged_ahead(self, bodies: list[SpoolFile]) -> tuple[list[_Ahead], list[SpoolFile]]:
@@ -413,16 +419,9 @@ class Watcher:
         ``bodies``) and the bodies left to parse. Parts of later batches are kept; a part only
         partly among ``bodies`` is dropped (its bodies are parsed again)."""
         receipts = {f.receipt for f in bodies}
-        parts: list[_Ahead] = []
-        covered: set[str] = set()
-        kept = []
-        for group, ahead in self._ahead:
-            if group <= receipts:
-                parts.append(ahead)
-                covered |= group
-            elif not group & receipts:
-                kept.append((group, ahead))
-        self._ahead = kept
+        parts = [ahead for ahead in self._ahead if ahead.receipts <= receipts]
+        self._ahead = [ahead for ahead in self._ahead if not ahead.receipts & receipts]
+        covered = set().union(*(ahead.receipts for ahead in parts))
         return parts, [f for f in bodies if f.receipt not in covered]
 
     def _detect(self, min_new: dt.datetime, rules: list[Rule], record: BatchRecord) -> list[str]:
