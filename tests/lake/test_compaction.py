@@ -4,6 +4,7 @@ and a crash at any step leaves the lake whole."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from crmguard.errors import LakeError
 from crmguard.ingest import ingest
 from crmguard.lake import Lake
 from crmguard.lake.store import time_range
+from crmguard.realtime.compaction import CompactionPolicy, Compactor
 from tests.lake.test_file_ranges import elf
 
 
@@ -111,3 +113,27 @@ def test_a_merge_of_merges_is_reaped_in_order(tmp_path: Path) -> None:
     assert sorted(deleted) == sorted([*files, first])
     assert [str(p) for p in lake.events_dir.glob("*/*/*.parquet")] == [second]
     assert Lake(lake.root).event_files() == [second] and _events(lake) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority") or not os.path.exists("/proc/self/task"),
+                    reason="per-thread priorities are a Linux feature")
+def test_a_background_merge_runs_at_the_lowest_priority_and_the_batches_keep_theirs(tmp_path: Path) -> None:
+    lake = small_files(tmp_path)
+    seen: list[int] = []
+    merge = lake.merge
+
+    def observed(files: list[str], con: object = None) -> object:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return merge(files, con)
+
+    lake.merge = observed  # type: ignore[method-assign]
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    compactor = Compactor(lake, CompactionPolicy(fanout=2))
+    try:
+        compactor.start(lake.event_files())
+        done = compactor.take(wait=True)
+    finally:
+        compactor.close()
+    assert done is not None and done.rows == 24
+    assert seen == [19]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before

@@ -8,15 +8,16 @@ one tier, they become one file of the next tier. Each byte is thus rewritten abo
 (a handful of times), and a partition holds at most ``fanout - 1`` files per tier. Files of
 ``max_bytes`` or more are left alone.
 
-A merge is written by a background thread with its own DuckDB connection (one thread, insertion
-order kept: no sort); the watcher's loop switches it into the lake between batches (see
-:meth:`crmguard.lake.Lake.switch`), so the files it evaluates and the cache it keeps change at one
-point of its own thread.
+A merge is written by a background thread at the lowest CPU priority, with its own DuckDB
+connection (one thread, insertion order kept: no sort); the watcher's loop switches it into the lake
+between batches (see :meth:`crmguard.lake.Lake.switch`), so the files it evaluates and the cache it
+keeps change at one point of its own thread.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -68,6 +69,15 @@ def plan(files: Iterable[str], policy: CompactionPolicy) -> list[str] | None:
     return sorted(min(ready)[3]) if ready else None
 
 
+def _lowest_priority() -> None:
+    """Give the calling thread the lowest CPU priority (Linux schedules threads one by one): a
+    merge then runs on what the batches leave of the cores instead of delaying them."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):  # not Linux, or not allowed: the merge just competes
+        pass
+
+
 class Compactor:
     """Writes one merge at a time in a background thread (see the module doc)."""
 
@@ -95,6 +105,7 @@ class Compactor:
         self._thread.start()
 
     def _merge(self, files: list[str]) -> None:
+        _lowest_priority()
         try:
             if self._con is None:
                 # One core at most: the watcher's batches have the other cores. A merge streams
