@@ -4,9 +4,12 @@ mapped to the event schema, checked field by field on named records of the publi
 from __future__ import annotations
 
 import json
+import string
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crmguard.sources.sql import connect
 
@@ -232,3 +235,20 @@ def test_apex_rows_as_json(events, one) -> None:
 )
 def test_timestamps_parse_in_every_style_salesforce_writes(text: str, expected: datetime | None) -> None:
     assert connect().execute("SELECT parse_ts(?)", [text]).fetchall()[0][0] == expected
+
+
+def _checksum(id15: str) -> str:
+    """Salesforce's documented 15 -> 18 char suffix: per 5-char chunk, bit i set when its i-th
+    character is an uppercase letter, the number indexing A-Z0-5."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+    return id15 + "".join(alphabet[sum(1 << i for i, ch in enumerate(id15[k:k + 5]) if "A" <= ch <= "Z")]
+                          for k in range(0, 15, 5))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.text(alphabet=string.ascii_letters + string.digits, min_size=15, max_size=15), min_size=1, max_size=200))
+def test_every_15_char_id_gets_the_documented_checksum(ids: list[str]) -> None:
+    con = connect()
+    got = con.execute("SELECT list(sf_id18(x) ORDER BY i) FROM (SELECT unnest(?) AS x, generate_subscripts(?, 1) AS i)",
+                      [ids, ids]).fetchone()[0]
+    assert got == [_checksum(i) for i in ids]
