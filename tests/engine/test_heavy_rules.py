@@ -64,6 +64,17 @@ def test_counted_alerts_equal_materialised_alerts(tmp_path: Path) -> None:
     assert [(a.actor, a.event_count) for a in counted if a.rule_id == export.id] == [("bo@x.com", 1)]
 
 
+def test_a_threshold_alert_says_when_its_group_reached_the_threshold(tmp_path: Path) -> None:
+    (tmp_path / "r.yml").write_text(RULES)
+    rules = load_rules([tmp_path], include_builtin=False)
+    con: duckdb.DuckDBPyConnection = connect()
+    con.register("events", events_table(_events()))
+    fired = {(a.actor, a.rule_id[-1]): a.context["fired_at"] for a in run_rules(con, rules)}
+    # The third view fires many_pages (whatever follows), a single export fires any_export.
+    assert fired == {("ana@x.com", "5"): "2025-03-04T10:03:00Z", ("cy@x.com", "5"): "2025-03-04T09:30:00Z",
+                     ("bo@x.com", "6"): "2025-03-04T11:00:00Z"}
+
+
 def _counted_as_materialised(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> tuple[list[Alert], list[Alert]]:
     """Run ``rules`` over ``con``'s ``events``; check that ``many_pages``'s alerts, counted the heavy
     way, are those of keeping every match; return all the alerts and ``many_pages``'s."""

@@ -336,6 +336,11 @@ def _context(rows_total: object, objects: object, ips: object, apps: object, age
     return {"rows": rows_total, "objects": objects, "src_ips": ips, "apps": apps, "user_agents": agents}
 
 
+def _iso(t: dt.datetime) -> str:
+    """``t`` as ISO 8601 UTC with a ``Z``."""
+    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 def _start_sql(batch: list[Rule], starts: dict[str, dt.datetime], prefix: str = "") -> str:
     """SQL ``AND time >= ...`` for the earliest of ``starts`` of the rules of ``batch`` (empty
     when one of them has none)."""
@@ -364,14 +369,17 @@ def _detection_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name
         f"""WITH m AS (SELECT *, {key} AS dkey, floor(epoch(time) / {period}) AS bucket FROM mr WHERE rule IN ({names}){start}),
         hot AS (SELECT rule, dkey, bucket FROM m GROUP BY ALL
                 HAVING count(*) >= {first.threshold}{_touched_sql(touched, " AND max(time)")})
-        SELECT rule, dkey, bucket, {_SUMMARY} FROM m SEMI JOIN hot USING (rule, dkey, bucket)
+        SELECT rule, dkey, bucket, {_SUMMARY},
+               list_sort(list(DISTINCT {{'t': time, 'e': event_id}}))[{first.threshold}].t AS fired_at
+        FROM m SEMI JOIN hot USING (rule, dkey, bucket)
         GROUP BY ALL HAVING count(DISTINCT event_id) >= {first.threshold} ORDER BY first_seen"""
     ).fetchall()
     out = []
-    for name, dkey, bucket, first_seen, last, n, ids, actor, rows_total, records, objects, ips, apps, agents in rows:
+    for name, dkey, bucket, first_seen, last, n, ids, actor, rows_total, records, objects, ips, apps, agents, fired in rows:
         rule = by_name[name]
         start = dt.datetime.fromtimestamp(bucket * period, dt.UTC)
-        ctx = _context(rows_total, objects, ips, apps, agents)
+        # When the group reached its threshold: the event (by time, then id) that made it fire.
+        ctx = {**_context(rows_total, objects, ips, apps, agents), "fired_at": _iso(fired)}
         out.append(Alert(_alert_id(rule.id, dkey, start), rule.id, rule.title, rule.severity, actor, first_seen, last,
                          n, dkey, tuple(ids), tuple(records or ()), explain(rule, actor, n, first_seen, last, ctx), ctx))
     return out
@@ -419,7 +427,7 @@ def _correlation_alerts(con: duckdb.DuckDBPyConnection, batches: list[tuple[list
             actor = grp[who]
         ctx = {**_context(rows_total, objects, ips, apps, agents),
                "group_by": dict(zip(corr.group_by, grp, strict=True)), "rules": list(corr.rules),
-               "fired_at": fired.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")}
+               "fired_at": _iso(fired)}
         out.append(Alert(_alert_id(rule.id, dkey, first), rule.id, rule.title, rule.severity, actor, first, last, n,
                          dkey, tuple(ids), tuple(records or ()), explain(rule, actor, n, first, last, ctx), ctx))
     return out
