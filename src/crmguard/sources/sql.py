@@ -19,18 +19,12 @@ from crmguard.sources.countries import macro_sql as _country_macro
 _SF_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
 
-_UPPER_AS_ONE = ("'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789', '"
-                 + "1" * 26 + "0" * 36 + "'")
-"""``translate`` arguments turning an alphanumeric id into its uppercase bits ('1' upper, '0' not)."""
-
-
 def _sf_suffix_char(chunk: int) -> str:
-    """SQL of the checksum character of an id ``x``'s ``chunk``-th 5 characters: the alphabet's
-    letter at the number whose bit i says whether the chunk's i-th character is uppercase. The
-    bits are read as one binary literal (its first character the highest bit, hence the reverse):
-    a term per character made each mapping's plan several times larger and slower to set up."""
-    bits = f"reverse(translate(substr(x, {chunk * 5 + 1}, 5), {_UPPER_AS_ONE}))"
-    return f"substr('{_SF_ALPHABET}', 1 + ('0b' || {bits})::INTEGER, 1)"
+    bits = " + ".join(
+        f"(CASE WHEN ascii(substr(x, {chunk * 5 + i + 1}, 1)) BETWEEN 65 AND 90 THEN {1 << i} ELSE 0 END)"
+        for i in range(5)
+    )
+    return f"substr('{_SF_ALPHABET}', 1 + {bits}, 1)"
 
 
 MACROS: tuple[str, ...] = (
