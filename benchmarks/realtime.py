@@ -15,9 +15,12 @@
      when latency does not grow) and how long after the last send the last batch was done;
    - event latency: a payload's send time to the commit of the batch that evaluated it (its
      events are in the lake and any alert they raise is stored);
-   - alert latency, stored and delivered: from the *earliest* send time among the payloads of the
-     batch that created the alert (an upper bound: the event that fired it may have come later) to
-     the alert's ``created_at``, and to the moment the receiver got it.
+   - alert latency, stored and delivered: from the send time of the payload holding the event that
+     fired the alert (the alert's ``fired_at``: the event that brought a detection's group to its
+     threshold, or at which a correlation's condition first held; payloads follow event time, and
+     of several events at that time the earliest payload counts) to the alert's ``created_at``,
+     and to the moment the receiver got it. Also reported, as a bound: from the *earliest* send
+     time among the payloads of the batch that created the alert (``..._batch_bound_...``).
 
 Usage::
 
@@ -28,6 +31,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import bisect
 import datetime as dt
 import json
 import os
@@ -40,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -55,27 +60,46 @@ CLI = str(Path(sys.executable).parent / "crmguard")
 TOKEN = "benchmark-token"
 
 
-def build_stream(work: Path, users: int, days: int, seed: int, payload_events: int) -> tuple[list[bytes], list[int]]:
-    """Simulate, ingest into a reference lake and return the NDJSON payloads (time order) and
-    their event counts."""
+@dataclass(frozen=True)
+class Stream:
+    """A simulated org's events as NDJSON payloads, in event-time order."""
+
+    payloads: list[bytes]
+    counts: list[int]
+    """Events per payload."""
+    last_us: list[int]
+    """Per payload, the time of its last event (epoch microseconds): non-decreasing."""
+
+    def holding(self, at_us: int) -> int:
+        """Index of the first payload holding an event at ``at_us`` (or after it)."""
+        return bisect.bisect_left(self.last_us, at_us)
+
+
+def build_stream(work: Path, users: int, days: int, seed: int, payload_events: int) -> Stream:
+    """Simulate, ingest into a reference lake and return its events as a :class:`Stream`."""
     simulate(work / "sim", users=users, days=days, seed=seed)
     ref = Lake(work / "ref")
     ingest([str(work / "sim" / "salesforce"), str(work / "sim" / "okta")], ref)
     con = ref.connect()
-    reader = con.sql("SELECT raw FROM events ORDER BY time, event_id").to_arrow_reader(payload_events)
-    payloads, counts = [], []
+    reader = con.sql("SELECT raw, epoch_us(time) FROM events ORDER BY time, event_id").to_arrow_reader(payload_events)
+    payloads, counts, last_us = [], [], []
     pending: list[str] = []
+    times: list[int] = []
     for batch in reader:
         pending += batch.column(0).to_pylist()
+        times += batch.column(1).to_pylist()
         while len(pending) >= payload_events:
             part, pending = pending[:payload_events], pending[payload_events:]
             payloads.append(("\n".join(part) + "\n").encode())
             counts.append(len(part))
+            last_us.append(times[payload_events - 1])
+            times = times[payload_events:]
     if pending:
         payloads.append(("\n".join(pending) + "\n").encode())
         counts.append(len(pending))
+        last_us.append(times[-1])
     con.close()
-    return payloads, counts
+    return Stream(payloads, counts, last_us)
 
 
 class Receiver:
@@ -122,11 +146,11 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 300) -> N
 
 
 def send(url: str, payloads: list[bytes], counts: list[int], rate: float, duration: float,
-         threads: int = 2) -> list[tuple[float, str, int]]:
+         threads: int = 2) -> list[tuple[float, str, int, int]]:
     """POST ``payloads`` on schedule (payload k at k * events / rate) for at most ``duration``
-    seconds; returns (send time, receipt, events) per acknowledged payload."""
+    seconds; returns (send time, receipt, events, k) per acknowledged payload."""
     schedule = np.concatenate([[0.0], np.cumsum(counts)[:-1]]) / rate
-    sent: list[tuple[float, str, int]] = []
+    sent: list[tuple[float, str, int, int]] = []
     lock = threading.Lock()
     start = time.time() + 0.5
     next_k = [0]
@@ -148,7 +172,7 @@ def send(url: str, payloads: list[bytes], counts: list[int], rate: float, durati
                 if r.status_code != 202:
                     raise SystemExit(f"POST refused: {r.status_code} {r.text}")
                 with lock:
-                    sent.append((t, r.json()["receipt"], counts[k]))
+                    sent.append((t, r.json()["receipt"], counts[k], k))
 
     workers = [threading.Thread(target=worker) for _ in range(threads)]
     for w in workers:
@@ -189,7 +213,12 @@ def _steady(batches: list[tuple[int, float, float, int]]) -> int | None:
     return round(sum(e for _d, e in done[1:]) / (done[-1][0] - done[0][0]))
 
 
-def measure(state: Path, sent: list[tuple[float, str, int]], delivered: dict[str, float]) -> dict[str, object]:
+def _epoch(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def measure(state: Path, sent: list[tuple[float, str, int, int]], delivered: dict[str, float],
+            stream: Stream) -> dict[str, object]:
     """Read the watcher's state DB and compute the figures (see the module doc)."""
     db = sqlite3.connect(state)
     receipts = {r: (b, done) for r, b, done in db.execute("SELECT receipt, batch, done FROM watch_receipts")}
@@ -198,9 +227,10 @@ def measure(state: Path, sent: list[tuple[float, str, int]], delivered: dict[str
     for (detail,) in db.execute("SELECT detail FROM watch_batches"):
         for k, v in json.loads(detail).get("timings", {}).items():
             spent[k] = spent.get(k, 0.0) + v
-    alerts = db.execute("SELECT id, created_at FROM alerts").fetchall()
+    alerts = db.execute("SELECT id, created_at, json_extract(context, '$.fired_at') FROM alerts").fetchall()
     db.close()
-    sent_at = {r: (t, n) for t, r, n in sent}
+    sent_at = {r: (t, n) for t, r, n, _k in sent}
+    sent_k = {k: t for t, _r, _n, k in sent}
     missing = [r for r in sent_at if r not in receipts]
     ev_lat = np.repeat([receipts[r][1] - t for r, (t, _n) in sent_at.items() if r in receipts],
                        [n for r, (_t, n) in sent_at.items() if r in receipts]).tolist()
@@ -209,19 +239,24 @@ def measure(state: Path, sent: list[tuple[float, str, int]], delivered: dict[str
         if r in receipts:
             b = receipts[r][0]
             earliest[b] = min(earliest.get(b, t), t)
-    first_send = min(t for t, _r, _n in sent)
-    stored_lat, delivered_lat = [], []
-    for alert_id, created in alerts:
-        at = dt.datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+    first_send = min(t for t, _r, _n, _k in sent)
+    stored_lat, delivered_lat, stored_bound, delivered_bound = [], [], [], []
+    for alert_id, created, fired in alerts:
+        at = _epoch(created)
         batch = next((b for b, s, d, _e in batches if s - 0.01 <= at <= d + 0.01 and b in earliest), None)
         if batch is None or at < first_send:
             continue
-        stored_lat.append(at - earliest[batch])
+        trigger = sent_k.get(stream.holding(round(_epoch(fired) * 1_000_000)))
+        if trigger is None:
+            raise SystemExit(f"alert {alert_id}: no payload sent holds the event that fired it ({fired})")
+        stored_lat.append(at - trigger)
+        stored_bound.append(at - earliest[batch])
         if alert_id in delivered:
-            delivered_lat.append(delivered[alert_id] - earliest[batch])
-    events = sum(n for _t, _r, n in sent)
+            delivered_lat.append(delivered[alert_id] - trigger)
+            delivered_bound.append(delivered[alert_id] - earliest[batch])
+    events = sum(n for _t, _r, n, _k in sent)
     last_done = max(d for _b, _s, d, _e in batches)
-    last_send = max(t for t, _r, _n in sent)
+    last_send = max(t for t, _r, _n, _k in sent)
     send_span = last_send - first_send
     # Keeping up means latency does not grow: compare the first and last thirds of the sending.
     thirds = []
@@ -240,9 +275,12 @@ def measure(state: Path, sent: list[tuple[float, str, int]], delivered: dict[str
         "last_payload_to_done_s": round(last_done - last_send, 3),
         "alerts_created": len(stored_lat),
         "alert_stored_p50_s": round(_pct(stored_lat, 50), 3), "alert_stored_p99_s": round(_pct(stored_lat, 99), 3),
+        "alert_stored_max_s": round(max(stored_lat, default=float("nan")), 3),
+        "alert_stored_batch_bound_p99_s": round(_pct(stored_bound, 99), 3),
         "alerts_delivered": len(delivered_lat),
         "alert_delivered_p50_s": round(_pct(delivered_lat, 50), 3),
         "alert_delivered_p99_s": round(_pct(delivered_lat, 99), 3),
+        "alert_delivered_batch_bound_p99_s": round(_pct(delivered_bound, 99), 3),
         **{f"batch_time_{k}": round(v, 1) for k, v in spent.items()},
     }
 
@@ -265,8 +303,8 @@ def main() -> int:
         for old in ("sim", "ref", "home"):
             shutil.rmtree(work / old, ignore_errors=True)
         t = time.time()
-        payloads, counts = build_stream(work, args.users, args.days, args.seed, args.payload_events)
-        print(f"stream: {sum(counts):,} events in {len(payloads):,} payloads, built in {time.time() - t:.0f} s",
+        stream = build_stream(work, args.users, args.days, args.seed, args.payload_events)
+        print(f"stream: {sum(stream.counts):,} events in {len(stream.payloads):,} payloads, built in {time.time() - t:.0f} s",
               file=sys.stderr)
         receiver = Receiver()
         home = work / "home"
@@ -283,10 +321,10 @@ def main() -> int:
         try:
             _wait_healthy(url, proc)
             watcher_cpu, sender_cpu, wall = _cpu_seconds(proc.pid), time.process_time(), time.time()
-            sent = send(url, payloads, counts, args.rate, args.duration)
+            sent = send(url, stream.payloads, stream.counts, args.rate, args.duration)
             sender_cpu = time.process_time() - sender_cpu
             deadline = time.monotonic() + 600
-            receipts = {r for _t, r, _n in sent}
+            receipts = {r for _t, r, _n, _k in sent}
             while time.monotonic() < deadline:
                 db = outbox.connect(home / "state.db")
                 done = {r[0] for r in db.execute("SELECT receipt FROM watch_receipts")}
@@ -303,7 +341,7 @@ def main() -> int:
             proc.wait(timeout=120)
             log.close()
         figures = {"rate_target": args.rate, "duration_s": args.duration, "payload_events": args.payload_events,
-                   "interval_s": args.interval, "compact_fanout": args.compact_fanout, **measure(home / "state.db", sent, receiver.delivered),
+                   "interval_s": args.interval, "compact_fanout": args.compact_fanout, **measure(home / "state.db", sent, receiver.delivered, stream),
                    "watcher_cpu_cores": round(watcher_cpu / wall, 2), "watcher_peak_rss_mb": watcher_rss, "sender_cpu_cores": round(sender_cpu / wall, 2)}
         receiver.server.shutdown()
         print((work / "watch.log").read_text()[-2000:], file=sys.stderr)

@@ -101,9 +101,10 @@ def main() -> int:
             for old in ("sim", "ref"):
                 shutil.rmtree(work / old, ignore_errors=True)
             # One day: every batch goes to the same (source, date) partitions, as a live stream's do.
-            payloads, counts = build_stream(work, args.users, 1, args.seed, args.batch)
+            stream = build_stream(work, args.users, 1, args.seed, args.batch)
+            payloads = stream.payloads
             cache.write_bytes(pickle.dumps(payloads))
-            print(f"stream: {sum(counts):,} events in {len(payloads):,} batches, built in {time.time() - t:.0f} s",
+            print(f"stream: {sum(stream.counts):,} events in {len(payloads):,} batches, built in {time.time() - t:.0f} s",
                   file=sys.stderr)
         figures = soak(work, payloads, CompactionPolicy(fanout=args.compact_fanout))
     report(figures, args.json, width=16)
