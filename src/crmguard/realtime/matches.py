@@ -125,12 +125,12 @@ class MatchCache:
         n, lo, hi, late = self.con.execute(
             f"SELECT count(*), min(time), max(time), count(*) FILTER (WHERE time < {mark}) FROM fresh"
         ).fetchall()[0]
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_cand AS {self._candidates()}")
-        [(hit,)] = self.con.execute(f"SELECT list_distinct(flatten(list({HITS}))) FROM fresh_cand").fetchall()
-        matched = frozenset(hit or ()) | {r.name for r in self.detections if r.name not in self.precomputed}
-        self.rows += self.con.execute("INSERT INTO cand SELECT * FROM fresh_cand").fetchall()[0][0]
+        # The rule names come back with the rows stored: one statement, the candidates written once.
+        hits = self.con.execute(f"INSERT INTO cand {self._candidates()} RETURNING {HITS}").fetchnumpy()[HITS]
+        matched = frozenset(name for names in hits for name in names) | {
+            r.name for r in self.detections if r.name not in self.precomputed}
+        self.rows += len(hits)
         self.scanned += files
-        self.con.execute("DROP TABLE fresh_cand")
         self.con.execute(f"INSERT INTO idents {_latest_identities('fresh')}")
         # Keep one identity row per user id: its latest event (the engine's arg_max(username, time)).
         self.con.execute(
