@@ -34,10 +34,12 @@ class Stream:
 
 
 def alert_set(state: Path) -> dict[str, tuple]:
-    """Alerts of a state DB that are not superseded: id -> (rule, key, count, first_seen, last_seen)."""
+    """Alerts of a state DB that are not superseded: id -> (rule, key, count, first_seen, last_seen,
+    fired_at)."""
     store = Store(state)
     try:
-        return {a["id"]: (a["rule_id"], a["dedup_key"], a["event_count"], a["first_seen"], a["last_seen"])
+        return {a["id"]: (a["rule_id"], a["dedup_key"], a["event_count"], a["first_seen"], a["last_seen"],
+                          a["context"].get("fired_at"))
                 for a in store.list() if a["status"] != SUPERSEDED}
     finally:
         store.close()

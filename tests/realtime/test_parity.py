@@ -39,6 +39,7 @@ def test_streamed_alerts_equal_batch_alerts(stream: Stream, tmp_path: Path) -> N
     streamed = alert_set(tmp_path / "state.db")
     assert len(stream.batch_alerts) >= 5
     assert streamed == stream.batch_alerts, differences(streamed, stream.batch_alerts)
+    assert all(fired for *_, fired in streamed.values())  # every alert says when it fired, as detect does
 
 
 def test_a_pruned_cache_gives_the_same_alerts(stream: Stream, tmp_path: Path) -> None:
