@@ -341,6 +341,14 @@ def _iso(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+def _fired_sql(threshold: int) -> str:
+    """SQL aggregate over a detection group's matches: the time of its ``threshold``-th distinct
+    event by (time, event id), the one that made it fire."""
+    if threshold == 1:
+        return "min(time)"
+    return f"list_sort(list(DISTINCT {{'t': time, 'e': event_id}}))[{threshold}].t"
+
+
 def _start_sql(batch: list[Rule], starts: dict[str, dt.datetime], prefix: str = "") -> str:
     """SQL ``AND time >= ...`` for the earliest of ``starts`` of the rules of ``batch`` (empty
     when one of them has none)."""
@@ -369,8 +377,7 @@ def _detection_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name
         f"""WITH m AS (SELECT *, {key} AS dkey, floor(epoch(time) / {period}) AS bucket FROM mr WHERE rule IN ({names}){start}),
         hot AS (SELECT rule, dkey, bucket FROM m GROUP BY ALL
                 HAVING count(*) >= {first.threshold}{_touched_sql(touched, " AND max(time)")})
-        SELECT rule, dkey, bucket, {_SUMMARY},
-               list_sort(list(DISTINCT {{'t': time, 'e': event_id}}))[{first.threshold}].t AS fired_at
+        SELECT rule, dkey, bucket, {_SUMMARY}, {_fired_sql(first.threshold)} AS fired_at
         FROM m SEMI JOIN hot USING (rule, dkey, bucket)
         GROUP BY ALL HAVING count(DISTINCT event_id) >= {first.threshold} ORDER BY first_seen"""
     ).fetchall()

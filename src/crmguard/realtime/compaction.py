@@ -16,6 +16,7 @@ keeps change at one point of its own thread.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
@@ -72,10 +73,9 @@ def plan(files: Iterable[str], policy: CompactionPolicy) -> list[str] | None:
 def _lowest_priority() -> None:
     """Give the calling thread the lowest CPU priority (Linux schedules threads one by one): a
     merge then runs on what the batches leave of the cores instead of delaying them."""
-    try:
+    # Not Linux, or not allowed: the merge just competes.
+    with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):  # not Linux, or not allowed: the merge just competes
-        pass
 
 
 class Compactor:

@@ -23,6 +23,8 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from crmguard.engine.rules import ACTOR, Rule, mentions
 from crmguard.engine.run import HITS, Alert, hits_sql, match_columns, match_reads, run_rules
 from crmguard.lake import Lake
@@ -127,7 +129,7 @@ class MatchCache:
         ).fetchall()[0]
         # The rule names come back with the rows stored: one statement, the candidates written once.
         hits = self.con.execute(f"INSERT INTO cand {self._candidates()} RETURNING {HITS}").fetchnumpy()[HITS]
-        matched = frozenset(name for names in hits for name in names) | {
+        matched = frozenset(np.concatenate(hits) if len(hits) else ()) | {
             r.name for r in self.detections if r.name not in self.precomputed}
         self.rows += len(hits)
         self.scanned += files
