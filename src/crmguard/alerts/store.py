@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crmguard.engine.run import Alert
+from crmguard.utc import iso_z
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -37,10 +38,6 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (first_seen);
 CREATE INDEX IF NOT EXISTS alerts_by_rule ON alerts (rule_id, dedup_key);
 """
-
-
-def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -68,13 +65,13 @@ class Store:
 
     def save(self, alerts: list[Alert]) -> StoreResult:
         """Insert new alerts and update grown ones in one transaction; returns the counts and ids."""
-        now = _iso(dt.datetime.now(dt.UTC))
+        now = iso_z(dt.datetime.now(dt.UTC))
         created_ids: list[str] = []
         updated_ids: list[str] = []
         with self.db:
             for a in alerts:
                 row = self.db.execute("SELECT event_count, last_seen FROM alerts WHERE id = ?", (a.id,)).fetchone()
-                values = (a.rule_id, a.title, a.severity, a.actor, _iso(a.first_seen), _iso(a.last_seen), a.event_count,
+                values = (a.rule_id, a.title, a.severity, a.actor, iso_z(a.first_seen), iso_z(a.last_seen), a.event_count,
                           a.dedup_key, json.dumps(list(a.event_ids)), json.dumps(list(a.record_ids)), a.explanation,
                           json.dumps(a.context, default=str))
                 if row is None:
@@ -83,7 +80,7 @@ class Store:
                         "event_ids, record_ids, explanation, context, id, created_at, updated_at) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*values, a.id, now, now))
                     created_ids.append(a.id)
-                elif row["event_count"] != a.event_count or row["last_seen"] != _iso(a.last_seen):
+                elif row["event_count"] != a.event_count or row["last_seen"] != iso_z(a.last_seen):
                     self.db.execute(
                         "UPDATE alerts SET rule_id=?, title=?, severity=?, actor=?, first_seen=?, last_seen=?, event_count=?, "
                         "dedup_key=?, event_ids=?, record_ids=?, explanation=?, context=?, updated_at=? WHERE id=?",

@@ -19,6 +19,7 @@ from crmguard.anomaly.features import BULK_JOB, EXPORT, FAILED_LOGIN, PII_OBJECT
 from crmguard.anomaly.score import INFRASTRUCTURE, Settings, score_days
 from crmguard.engine.run import EVIDENCE_LIMIT, Alert
 from crmguard.sources.sql import sql_str
+from crmguard.utc import iso_z
 
 RULE_ID = "crmguard-baseline-behaviour"
 """The ``rule_id`` of baseline alerts (route or filter them like a rule)."""
@@ -107,9 +108,9 @@ def _alert(con: duckdb.DuckDBPyConnection, identity: str, day: dt.date, first_ho
                    ("" if len(reasons) < 2 else ". Also: " + " | ".join(reasons[1:])))
     key = f"{identity}|{day.isoformat()}"
     context: dict[str, Any] = {
-        "score": round(score, 2), "peer_group": group, "fired_at": _iso(fired or first_hour),
+        "score": round(score, 2), "peer_group": group, "fired_at": iso_z(fired or first_hour),
         "components": [
-            {"hour": _iso(c.hour), "kind": c.kind, "feature": c.feature, "value": c.value, "own_p99": c.own_ref,
+            {"hour": iso_z(c.hour), "kind": c.kind, "feature": c.feature, "value": c.value, "own_p99": c.own_ref,
              "peer_p99": c.peer_ref, "bits": round(c.bits, 2)} for c in comps],
         "src_ips": ips, "apps": apps,
     }
@@ -189,6 +190,3 @@ def _fact_times(con: duckdb.DuckDBPyConnection, identity: str, hour: dt.datetime
     ).fetchall()
     return [r[0] for r in rows]
 
-
-def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

@@ -21,6 +21,7 @@ from crmguard.engine.correlate import batch_sql, possible_sql, shape
 from crmguard.engine.rules import ACTOR, Correlation, Rule, mentions
 from crmguard.schema import COLUMNS
 from crmguard.sources.sql import ident, sql_str
+from crmguard.utc import iso_z
 
 EVIDENCE_LIMIT = 50
 RECORDS_LIMIT = 1000
@@ -336,11 +337,6 @@ def _context(rows_total: object, objects: object, ips: object, apps: object, age
     return {"rows": rows_total, "objects": objects, "src_ips": ips, "apps": apps, "user_agents": agents}
 
 
-def _iso(t: dt.datetime) -> str:
-    """``t`` as ISO 8601 UTC with a ``Z``."""
-    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
 def _fired_sql(threshold: int) -> str:
     """SQL aggregate over a detection group's matches: the time of its ``threshold``-th distinct
     event by (time, event id), the one that made it fire."""
@@ -386,7 +382,7 @@ def _detection_alerts(con: duckdb.DuckDBPyConnection, batch: list[Rule], by_name
         rule = by_name[name]
         start = dt.datetime.fromtimestamp(bucket * period, dt.UTC)
         # When the group reached its threshold: the event (by time, then id) that made it fire.
-        ctx = {**_context(rows_total, objects, ips, apps, agents), "fired_at": _iso(fired)}
+        ctx = {**_context(rows_total, objects, ips, apps, agents), "fired_at": iso_z(fired)}
         out.append(Alert(_alert_id(rule.id, dkey, start), rule.id, rule.title, rule.severity, actor, first_seen, last,
                          n, dkey, tuple(ids), tuple(records or ()), explain(rule, actor, n, first_seen, last, ctx), ctx))
     return out
@@ -434,7 +430,7 @@ def _correlation_alerts(con: duckdb.DuckDBPyConnection, batches: list[tuple[list
             actor = grp[who]
         ctx = {**_context(rows_total, objects, ips, apps, agents),
                "group_by": dict(zip(corr.group_by, grp, strict=True)), "rules": list(corr.rules),
-               "fired_at": _iso(fired)}
+               "fired_at": iso_z(fired)}
         out.append(Alert(_alert_id(rule.id, dkey, first), rule.id, rule.title, rule.severity, actor, first, last, n,
                          dkey, tuple(ids), tuple(records or ()), explain(rule, actor, n, first, last, ctx), ctx))
     return out

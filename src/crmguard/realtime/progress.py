@@ -24,6 +24,7 @@ from pathlib import Path
 from crmguard.alerts.store import SCHEMA as ALERTS_SCHEMA
 from crmguard.realtime.spool import SpoolFile
 from crmguard.realtime.window import StoredEpisode
+from crmguard.utc import iso_z
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS watch_files (path TEXT PRIMARY KEY, batch INTEGER NOT NULL);
@@ -41,11 +42,6 @@ CREATE TABLE IF NOT EXISTS watch_state (key TEXT PRIMARY KEY, value TEXT NOT NUL
 
 SUPERSEDED = "superseded"
 """Alert status of a correlation episode merged into a later-computed one."""
-
-
-def iso(t: dt.datetime) -> str:
-    """ISO 8601 UTC text with ``Z`` (the alert store's format)."""
-    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse_iso(text: str) -> dt.datetime:
@@ -115,7 +111,7 @@ class Progress:
         rows = self.db.execute(
             "SELECT id, rule_id, dedup_key, first_seen, last_seen FROM alerts WHERE status <> ? AND rule_id IN "
             "(SELECT value FROM json_each(?)) AND julianday(last_seen) >= julianday(?)",
-            (SUPERSEDED, json.dumps(rule_ids), iso(since)),
+            (SUPERSEDED, json.dumps(rule_ids), iso_z(since)),
         ).fetchall()
         return [StoredEpisode(i, r, k, parse_iso(f), parse_iso(la)) for i, r, k, f, la in rows]
 
@@ -157,12 +153,12 @@ class Progress:
             if record.max_new is not None:
                 old = self.watermark()
                 mark = record.max_new if old is None else max(old, record.max_new)
-                self.db.execute("INSERT OR REPLACE INTO watch_state VALUES ('watermark', ?)", (iso(mark),))
+                self.db.execute("INSERT OR REPLACE INTO watch_state VALUES ('watermark', ?)", (iso_z(mark),))
             r = record
             self.db.execute(
                 "INSERT INTO watch_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (batch_id, r.started, r.done, r.inputs, r.events, r.late, r.min_new and iso(r.min_new),
-                 r.max_new and iso(r.max_new), r.window_start and iso(r.window_start), r.alerts, r.created,
+                (batch_id, r.started, r.done, r.inputs, r.events, r.late, r.min_new and iso_z(r.min_new),
+                 r.max_new and iso_z(r.max_new), r.window_start and iso_z(r.window_start), r.alerts, r.created,
                  r.updated, r.superseded, json.dumps(r.detail, default=str)),
             )
 

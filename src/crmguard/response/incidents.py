@@ -29,6 +29,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from crmguard.errors import ResponseError
+from crmguard.utc import iso_z
 
 DEADLINE_HOURS = 72
 PLACEHOLDER = "UNSET"
@@ -97,9 +98,7 @@ BEGIN SELECT RAISE(ABORT, 'incident_journal is append-only'); END;
 
 def iso(t: dt.datetime | None) -> str | None:
     """``t`` as ISO 8601 UTC with a ``Z`` (None stays None)."""
-    if t is None:
-        return None
-    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return None if t is None else iso_z(t)
 
 
 def parse_time(text: str | None) -> dt.datetime | None:
