@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from crmguard.errors import CrmguardError
+from crmguard.utc import iso_z
 
 ANONYMIZERS_FILE = "anonymizers.csv"
 ASN_FILE = "asn.csv"
@@ -70,7 +71,7 @@ def intel_folder(home: str | Path) -> Path:
 
 def utc_now() -> str:
     """Return the current UTC time as ISO 8601 with a ``Z`` (seconds precision)."""
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return iso_z(dt.datetime.now(dt.UTC).replace(microsecond=0))
 
 
 def write_csv_atomic(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:

@@ -59,6 +59,7 @@ from crmguard.realtime.window import lookback, retention_starts, rule_starts, su
 from crmguard.sinks.deliver import deliver_due
 from crmguard.sinks.outbox import enqueue
 from crmguard.sources.staging import StagedFiles
+from crmguard.utc import iso_z
 
 T = TypeVar("T")
 
@@ -520,7 +521,7 @@ class Watcher:
         m = self.metrics
         m.spool_files, m.spool_bytes = self.spool.depth()
         mark = self.progress.watermark()
-        m.watermark = mark.isoformat().replace("+00:00", "Z") if mark else None
+        m.watermark = iso_z(mark) if mark else None
         m.alerts_open = int(self.progress.totals()["alerts"])
         m.heartbeat = time.time()
 
