@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from crmguard.cli import EXIT_ERROR, EXIT_OK, main
+from crmguard.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, main
 
 LOG = (
     '"EVENT_TYPE","TIMESTAMP","REQUEST_ID","ORGANIZATION_ID","USER_ID","USER_NAME","SOURCE_IP","CLIENT_IP","LOGIN_STATUS"\n'
@@ -84,3 +84,26 @@ def test_query_error_is_reported_not_raised(tmp_path: Path, capsys) -> None:
 def test_missing_path_is_a_clear_error(tmp_path: Path, capsys) -> None:
     assert main(["ingest", "--home", str(tmp_path), str(tmp_path / "absent.csv")]) == EXIT_ERROR
     assert "absent.csv" in capsys.readouterr().err
+
+
+def test_version_prints_the_version_without_a_command(capsys) -> None:
+    from crmguard import __version__
+
+    assert main(["--version"]) == EXIT_OK
+    assert capsys.readouterr().out.strip() == f"crmguard {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["ingest"], "Missing argument 'paths'"),
+        (["nosuch"], "No such command 'nosuch'"),
+        (["ingest", "--bogus", "x.csv"], "No such option: --bogus"),
+        (["detect", "--since", "yesterday"], "Invalid value for --since: use ISO 8601"),
+        (["intel", "lookup", "192.0.2.1", "--format", "xml"], "Invalid value for --format: must be table, csv or json"),
+    ],
+)
+def test_a_usage_error_prints_the_usage_and_the_error_not_a_traceback(argv: list[str], message: str, capsys) -> None:
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("Usage: crmguard") and f"Error: {message}" in err

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -38,11 +37,20 @@ HomeOpt = Annotated[
 LakeOpt = Annotated[Optional[str], typer.Option("--lake", help="Lake folder (default: <home>/lake).")]
 
 
-@app.callback()
-def _root(version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    """Print the version and stop, before any command is looked for (an eager option's callback)."""
+    if value:
         out.print(f"crmguard {__version__}")
         raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Detect, prevent and respond to CRM data theft."""
 
 
 @app.command()
@@ -110,7 +118,7 @@ def query(
     from crmguard.output import render
 
     if fmt not in ("table", "csv", "json"):
-        raise click.BadParameter("must be table, csv or json", param_hint="--format")
+        raise typer.BadParameter("must be table, csv or json", param_hint="--format")
     ws = resolve(home, lake)
     con = Lake(ws.lake).connect()
     try:
@@ -146,14 +154,14 @@ def simulate(
     try:
         first = dt.date.fromisoformat(start) if start else None
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--start") from exc
+        raise typer.BadParameter(str(exc), param_hint="--start") from exc
     with progress_bar("simulate", err, unit="days") as progress:
         task = progress.add_task("simulate", total=days)
         try:
             summary = run_simulate(Path(out), users=users, days=days, seed=seed, campaigns=campaigns, start=first,
                                    quiet_days=quiet_days, progress=lambda done, total: progress.update(task, completed=done))
         except ValueError as exc:
-            raise click.BadParameter(str(exc)) from exc
+            raise typer.BadParameter(str(exc)) from exc
     console = Console()
     console.print(f"simulated {summary.total_events:,} events ({summary.users:,} users, {summary.days} days, "
                   f"{summary.customers:,} customers) into {out}")
@@ -397,7 +405,7 @@ def intel_lookup(
     from crmguard.intel.cli import lookup_command
 
     if fmt not in ("table", "csv", "json"):
-        raise click.BadParameter("must be table, csv or json", param_hint="--format")
+        raise typer.BadParameter("must be table, csv or json", param_hint="--format")
     return lookup_command(ips, resolve(home).home, out, fmt)
 
 
@@ -423,12 +431,14 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         rv = command.main(args=argv, prog_name="crmguard", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
-        exc.show(file=sys.stderr)
+    except typer.TyperException as exc:
+        # Usage errors (a missing argument, an unknown command or option, a bad value): Typer raises
+        # them as its own copy of Click's exceptions, which print the usage and the error.
+        exc.show(file=sys.stderr)  # type: ignore[attr-defined]
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("aborted")
         return EXIT_ERROR
     except CrmguardError as exc:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-import click
+import typer
 
 
 def parse_when(text: str | None, option: str) -> dt.datetime | None:
     """Parse ISO 8601 ``text`` (a date, or a time with or without zone; naive means UTC) given for
-    ``option``; returns an aware datetime, or None for no text. Raises ``click.BadParameter``
+    ``option``; returns an aware datetime, or None for no text. Raises ``typer.BadParameter``
     naming the option on bad input."""
     if not text:
         return None
     try:
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise click.BadParameter("use ISO 8601, e.g. 2025-03-04 or 2025-03-04T08:00:00Z", param_hint=option) from exc
+        raise typer.BadParameter("use ISO 8601, e.g. 2025-03-04 or 2025-03-04T08:00:00Z", param_hint=option) from exc
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

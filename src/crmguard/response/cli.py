@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import orjson
 import pyarrow as pa
 import typer
@@ -111,7 +110,7 @@ def open_incident(
         timeline.append((parse_when(alert["first_seen"], "first_seen"), f"first event of alert {alert_id[:12]}: {alert['title']}",  # type: ignore[arg-type]
                          "alert"))
     if not users:
-        raise click.BadParameter("give --from-alert or at least one --actor")
+        raise typer.BadParameter("give --from-alert or at least one --actor")
     users = list(dict.fromkeys(users))
     breach_start, breach_end = breach_window(Lake(ws.lake), users, start, end)
     timeline += _related_alerts(ws, users, breach_start, breach_end, alert_id)
@@ -428,9 +427,9 @@ def report(
     from crmguard.response.report import file_report
 
     if phase not in ("initial", "complementary"):
-        raise click.BadParameter("must be initial or complementary", param_hint="--phase")
+        raise typer.BadParameter("must be initial or complementary", param_hint="--phase")
     if fmt not in ("md", "html"):
-        raise click.BadParameter("must be md or html", param_hint="--format")
+        raise typer.BadParameter("must be md or html", param_hint="--format")
     ws = resolve(home, None, state)
     store, register = _store(ws), BreachRegister(ws.state)
     try:
@@ -464,7 +463,7 @@ def decide_cmd(
     from crmguard.response.report import decide
 
     if audience not in ("authority", "subjects"):
-        raise click.BadParameter("must be authority or subjects", param_hint="--audience")
+        raise typer.BadParameter("must be authority or subjects", param_hint="--audience")
     ws = resolve(home, None, state)
     store, register = _store(ws), BreachRegister(ws.state)
     try:
@@ -534,7 +533,7 @@ def contain(
                            folder / "exposed_records.parquet")
         findings = findings_list(found)
         if execute and not instance_url:
-            raise click.BadParameter("give the org URL (or set SALESFORCE_INSTANCE_URL)", param_hint="--instance-url")
+            raise typer.BadParameter("give the org URL (or set SALESFORCE_INSTANCE_URL)", param_hint="--instance-url")
         plan = build_plan(inc, instance_url or "<instance URL>", api_version)
         if not execute:
             store.journal(inc.id, "contain.plan", who, "dry-run", {"plan": plan.model_dump(), "secrets_found": len(findings)})
