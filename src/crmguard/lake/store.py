@@ -38,6 +38,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,8 @@ def _overlaps(path: str, first_us: int, last_us: int) -> bool:
 
 
 _DAY_US = 86_400_000_000
+WRITE_WORKERS = 2
+"""Event files of one commit (one per partition) written at the same time."""
 ROW_GROUP_ROWS = 122_880
 """Rows per Parquet row group of a written event file: DuckDB's own size (a scan's unit of parallelism)."""
 
@@ -351,7 +354,8 @@ class Lake:
             keep = con.execute(f"SELECT c._pos FROM staged c {' '.join(joins)} {first}").fetchnumpy()["_pos"]
         finally:
             con.unregister("staged")
-        return chunk.take(np.sort(keep))
+        # Positions are distinct: all kept means the chunk as it is (a take copies every raw record).
+        return chunk if len(keep) == chunk.num_rows else chunk.take(np.sort(keep))
 
     def _write_partitions(self, fresh: pa.Table) -> None:
         """Write the rows of ``fresh`` to one new Parquet file per (source, date), named with its
@@ -360,7 +364,9 @@ class Lake:
         staging.mkdir(parents=True, exist_ok=True)
         spans = _spans(fresh)
         events = fresh.select(list(EVENT_SCHEMA.names)).cast(EVENT_SCHEMA)
-        for (source, day), (lo, hi) in sorted(spans.items()):
+
+        def write(key: tuple[str, int]) -> None:
+            (source, day), (lo, hi) = key, spans[key]
             part = events
             if len(spans) > 1:
                 part = events.filter(pc.and_(pc.equal(fresh.column("source"), source),
@@ -371,6 +377,14 @@ class Lake:
             target = self.events_dir / f"source={source}" / f"date={_date(day)}"
             target.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, target / name)
+
+        keys = sorted(spans)
+        if len(keys) == 1:
+            write(keys[0])
+            return
+        # pyarrow encodes a file on one thread, without the GIL: the partitions are written side by side.
+        with ThreadPoolExecutor(max_workers=WRITE_WORKERS, thread_name_prefix="lake-write") as pool:
+            list(pool.map(write, keys))
 
     # --- compaction ----------------------------------------------------------------------------
 
