@@ -19,7 +19,7 @@ detection:
 """
 
 
-def test_detect_json_alerts_list_and_show(tmp_path: Path, capsys) -> None:
+def test_detect_json_alerts_list_and_show(tmp_path: Path, capsys, monkeypatch) -> None:
     home = str(tmp_path / "home")
     log = tmp_path / "ApiEvent.ndjson"
     log.write_text(json.dumps({
@@ -55,3 +55,11 @@ def test_detect_json_alerts_list_and_show(tmp_path: Path, capsys) -> None:
     assert main(["alerts", "show", "--home", home, alert["id"], "--json", "--unmask"]) == EXIT_OK
     assert "jane.customer@gmail.com" in capsys.readouterr().out
     assert main(["alerts", "show", "--home", home, "nosuchid"]) == EXIT_ERROR
+    capsys.readouterr()
+
+    # The table: one line per evidence event at a usual width, its time in ISO 8601 UTC, PII masked.
+    monkeypatch.setenv("COLUMNS", "160")
+    assert main(["alerts", "show", "--home", home, alert["id"]]) == EXIT_OK
+    shown_text = capsys.readouterr().out
+    [row] = [line for line in shown_text.splitlines() if "salesforce_rtem" in line]
+    assert "2025-03-04T08:00:00Z" in row and "jane.customer" not in shown_text

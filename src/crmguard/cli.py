@@ -19,6 +19,7 @@ from crmguard import __version__
 from crmguard.cli_time import parse_when
 from crmguard.errors import CrmguardError
 from crmguard.output import progress_bar
+from crmguard.utc import iso_z
 from crmguard.workspace import resolve
 
 EXIT_OK = 0
@@ -276,11 +277,15 @@ def alerts_show(
     if alert["record_ids"]:
         out.print(f"records involved: {len(alert['record_ids']):,} (e.g. {', '.join(alert['record_ids'][:5])})")
     table = Table(title="evidence" + ("" if unmask else " (customer PII masked; --unmask to show)"))
-    for col in ("time", "source", "event_type", "action", "src_ip", "object", "rows", "raw"):
+    for col in ("time", "source", "event_type", "action", "src_ip", "object", "rows"):
         table.add_column(col, overflow="fold")
+    # One line per event: the whole record is in `--json`.
+    table.add_column("raw", overflow="ellipsis")
     for e in events:
-        table.add_row(*(str(e.get(c) if e.get(c) is not None else "") for c in ("time", "source", "event_type", "action",
-                                                                                 "src_ip", "object", "rows")),
+        time = e.get("time")
+        table.add_row(iso_z(time) if isinstance(time, dt.datetime) else str(time or ""),
+                      *(str(e.get(c) if e.get(c) is not None else "") for c in ("source", "event_type", "action",
+                                                                                "src_ip", "object", "rows")),
                       str(e.get("raw") or "")[:300])
     out.print(table)
     return EXIT_OK
