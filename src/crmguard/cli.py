@@ -282,8 +282,8 @@ def alerts_show(
     # One line per event: the whole record is in `--json`.
     table.add_column("raw", overflow="ellipsis")
     for e in events:
-        time = e.get("time")
-        table.add_row(iso_z(time) if isinstance(time, dt.datetime) else str(time or ""),
+        at = e.get("time")
+        table.add_row(iso_z(at) if isinstance(at, dt.datetime) else str(at or ""),
                       *(str(e.get(c) if e.get(c) is not None else "") for c in ("source", "event_type", "action",
                                                                                 "src_ip", "object", "rows")),
                       str(e.get("raw") or "")[:300])
