@@ -103,3 +103,25 @@ def test_bodies_that_run_out_of_memory_are_set_aside(stream: Stream, tmp_path: P
             "parsing reached DuckDB's ingest limit of 60MB")
     assert len(oom) == 2 and all(line.startswith(said) and "CRMGUARD_INGEST_MEMORY_LIMIT" in line for line in oom)
     assert lake_counts(tmp_path / "lake") == (200, 200)
+
+
+def test_bodies_set_aside_are_stored_and_evaluated_once_ingested_by_hand(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recovery the README gives for `<spool>/failed`: once the cause is fixed (here a higher
+    memory limit), `crmguard ingest <spool>/failed` stores the bodies, and the running watcher
+    evaluates the lake files that ingest wrote in its next batch: nothing is lost."""
+    monkeypatch.setenv("CRMGUARD_INGEST_MEMORY_LIMIT", "60MB")
+    options = WatchOptions(lake=tmp_path / "lake", state=tmp_path / "state.db", spool=tmp_path / "spool")
+    watcher = Watcher(options, log=lambda line: None)
+    try:
+        watcher.spool.put("".join(json.dumps(api_event(i, 500)) + "\n" for i in range(600)).encode(), "ndjson")
+        record = watcher.step()
+        assert record is not None and len(record.detail["failed"]) == 1 and lake_counts(tmp_path / "lake") == (0, 0)
+        monkeypatch.setenv("CRMGUARD_INGEST_MEMORY_LIMIT", "2GB")
+        assert main(["ingest", "--lake", str(tmp_path / "lake"), "--json", str(tmp_path / "spool" / "failed")]) == EXIT_OK
+        assert lake_counts(tmp_path / "lake") == (600, 600)
+        record = watcher.step()
+        assert record is not None and record.inputs == 0 and record.events == 600
+        assert watcher.step() is None  # evaluated once
+    finally:
+        watcher.close()
