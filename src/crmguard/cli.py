@@ -186,7 +186,7 @@ def demo(
 
 
 StateOpt = Annotated[Optional[str], typer.Option("--state", help="State SQLite DB (default: <home>/state.db).")]
-RulesOpt = Annotated[Optional[list[str]], typer.Option("--rules", help="Folder of extra Sigma rules (repeatable).")]
+RulesOpt = Annotated[Optional[list[str]], typer.Option("--rules", help="Folder (or file) of extra Sigma rules (repeatable).")]
 
 
 @app.command()

@@ -84,3 +84,16 @@ def test_correlation_allowlist_from_tuning_suppresses_its_alerts(tmp_path: Path)
     (tmp_path / "tuning.yml").write_text("repeated_bulk_reads: {allowlist: {actor: [ETL@example.com]}}\n")
     assert {a.actor for a in run_rules(db.load(events), load_rules([tmp_path], include_builtin=False))} == {
         "ana@example.com"}
+
+
+def test_a_rules_path_that_does_not_exist_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(RuleError, match="no such rules folder or file") as caught:
+        load_rules([tmp_path / "rulez"])
+    assert caught.value.file == str(tmp_path / "rulez")
+
+
+def test_a_rules_path_may_be_a_single_rule_file(tmp_path: Path) -> None:
+    (tmp_path / "a.yml").write_text(BASE)
+    (tmp_path / "b.yml").write_text(CORR)
+    rules = {r.name for r in load_rules([tmp_path / "a.yml"], include_builtin=False)}
+    assert rules == {"base_bulk_read"}

@@ -128,13 +128,19 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_rules(dirs: list[Path] | None = None, include_builtin: bool = True) -> list[Rule]:
-    """Load every ``*.yml`` rule under the built-in pack and ``dirs``; compile detections to SQL.
+    """Load every ``*.yml`` rule under the built-in pack and ``dirs`` (folders, or single rule
+    files); compile detections to SQL.
 
     Returns the rules sorted by id. Raises ``RuleError`` naming the file (and field) of a rule
-    pySigma rejects, that uses a field outside the event schema, or with bad crmguard settings.
+    pySigma rejects, that uses a field outside the event schema, or with bad crmguard settings, and
+    naming a path of ``dirs`` that does not exist.
     """
-    folders = ([builtin_rules_dir()] if include_builtin else []) + [Path(d) for d in dirs or []]
-    files = [f for d in folders for f in sorted(d.rglob("*.yml")) if f.name != "tuning.yml"]
+    for d in dirs or []:
+        if not Path(d).exists():
+            raise RuleError("no such rules folder or file", file=str(d))
+    paths = ([builtin_rules_dir()] if include_builtin else []) + [Path(d) for d in dirs or []]
+    folders = [d for d in paths if d.is_dir()]
+    files = [f for d in paths for f in (sorted(d.rglob("*.yml")) if d.is_dir() else [d]) if f.name != "tuning.yml"]
     tuning: dict[str, dict[str, Any]] = {}
     for d in folders:
         if (d / "tuning.yml").exists():
