@@ -324,3 +324,8 @@ def test_no_notice_goes_out_without_a_recorded_decision_to_notify(tmp_path: Path
         assert server.calls == 0
     err = " ".join(capsys.readouterr().err.split())
     assert f"crmguard incident decide {INCIDENT_ID} --notify --audience subjects" in err
+
+
+def test_status_of_an_incident_that_does_not_exist_is_an_error(tmp_path: Path, capsys) -> None:
+    assert main(["notify", "status", "INC-9", "--home", str(tmp_path)]) == EXIT_ERROR
+    assert "no incident 'INC-9'" in " ".join(capsys.readouterr().err.split())

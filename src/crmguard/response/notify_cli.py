@@ -114,11 +114,16 @@ def send(
 @notify_app.command("status")
 def status(incident_id: IncidentArg, home: HomeOpt = None, state: StateOpt = None, json_out: JsonOpt = False) -> int:
     """Show the delivery report of an incident's notices: counts by status and language."""
+    from crmguard.errors import NotificationError
+    from crmguard.response.notices import incident_dir
     from crmguard.response.outbox import Outbox
 
     ws = resolve(home, None, state)
     with Outbox(ws.state) as outbox:
         report = outbox.report(incident_id)
+    if not report.total and not incident_dir(ws.home, incident_id).is_dir():
+        raise NotificationError(f"no incident {incident_id!r} here (no notices, no incident folder): "
+                                "see `crmguard incident list`", file=str(incident_dir(ws.home, incident_id)))
     if json_out:
         sys.stdout.write(orjson.dumps(report.as_dict()).decode() + "\n")
     else:
