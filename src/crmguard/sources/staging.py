@@ -260,13 +260,13 @@ class FileStager:
         con, names = self.con, self._names_sql()
         # Counted with Arrow: a DuckDB query costs more to plan than a batch's records to count.
         per_file = jk.select(["_file", "kind"]).group_by(["_file", "kind"], use_threads=False).aggregate([([], "count_all")])
-        kinds: set[str] = set()
+        kinds: dict[str, int] = {}
         for i, kind, read in zip(*(per_file.column(c).to_pylist() for c in ("_file", "kind", "count_all")), strict=True):
             name = self.names[i]
             self.read[name] += read
             if kind is not None:
                 self.sources[name].add(kind)
-                kinds.add(kind)
+                kinds[kind] = kinds.get(kind, 0) + read
         tasks: list[tuple[str, pa.Table]] = []
         for m in JSON_FORMATS:
             if m.SOURCE in kinds:
@@ -275,7 +275,8 @@ class FileStager:
                 query = with_event_id(m.SOURCE,
                     f"SELECT {select}, json(txt)::VARCHAR AS raw, {names}[_file + 1] AS log_file, _line, _record, _file "
                     f"FROM {records}")
-                mine = jk.filter(pc.equal(jk.column("kind"), m.SOURCE))
+                # Records of one format only (one log file, usually) are mapped as they are: a filter copies their text.
+                mine = jk if kinds[m.SOURCE] == jk.num_rows else jk.filter(pc.equal(jk.column("kind"), m.SOURCE))
                 tasks += [(query, part) for part in byte_slices(mine, "txt", MAP_SLICE_BYTES)]
         chunk = pa.concat_tables(_side_by_side(con, tasks)) if tasks else _empty_chunk(con)
         if jk.column("kind").null_count:
