@@ -33,7 +33,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -91,24 +93,32 @@ def _flatten(obj: object, prefix: str = "") -> dict:
     return {prefix.rstrip("."): obj}
 
 
+def _raw_files(raw_dirs: list[Path]) -> list[Path]:
+    """Every file under ``raw_dirs``, in name order."""
+    return [f for d in raw_dirs for f in sorted(p for p in d.rglob("*") if p.is_file())]
+
+
+def _json_records(text: str | bytes, loads: Callable[[str | bytes], Any]) -> list:
+    """The records of a JSON log file's ``text`` parsed with ``loads``: an array, one document (a
+    SOQL response's ``records``), or one record per line."""
+    head = text.lstrip()[:1]
+    if head in ("[", b"["):
+        return loads(text)
+    if head in ("{", b"{") and ("\n{" if isinstance(text, str) else b"\n{") not in text.strip():
+        doc = loads(text)
+        return doc.get("records", [doc]) if isinstance(doc, dict) else [doc]
+    return [loads(line) for line in text.splitlines() if line.strip()]
+
+
 def python_parse(raw_dirs: list[Path]) -> tuple[int, float]:
     """What Zircolite does before SQLite sees a row: read every raw log file in Python (csv /
     json) and flatten each record to one level of columns. Returns (records, seconds)."""
     t0 = time.perf_counter()
     n = 0
-    for d in raw_dirs:
-        for f in sorted(p for p in d.rglob("*") if p.is_file()):
-            text = f.read_text(encoding="utf-8")
-            if f.suffix == ".csv":
-                records: list = list(csv.DictReader(io.StringIO(text)))
-            elif text.lstrip().startswith("["):
-                records = json.loads(text)
-            elif text.lstrip().startswith("{") and "\n{" not in text.strip():
-                doc = json.loads(text)
-                records = doc.get("records", [doc]) if isinstance(doc, dict) else [doc]
-            else:
-                records = [json.loads(line) for line in text.splitlines() if line.strip()]
-            n += len([_flatten(r) for r in records])
+    for f in _raw_files(raw_dirs):
+        text = f.read_text(encoding="utf-8")
+        records = list(csv.DictReader(io.StringIO(text))) if f.suffix == ".csv" else _json_records(text, json.loads)
+        n += len([_flatten(r) for r in records])
     return n, time.perf_counter() - t0
 
 
@@ -121,20 +131,8 @@ def bare_read(raw_dirs: list[Path]) -> tuple[int, float]:
 
     t0 = time.perf_counter()
     n = 0
-    for d in raw_dirs:
-        for f in sorted(p for p in d.rglob("*") if p.is_file()):
-            if f.suffix == ".csv":
-                n += pacsv.read_csv(f).num_rows
-                continue
-            data = f.read_bytes()
-            head = data.lstrip()[:1]
-            if head == b"[":
-                n += len(orjson.loads(data))
-            elif head == b"{" and b"\n{" not in data.strip():
-                doc = orjson.loads(data)
-                n += len(doc.get("records", [doc])) if isinstance(doc, dict) else 1
-            else:
-                n += sum(1 for line in data.splitlines() if line.strip() and orjson.loads(line) is not None)
+    for f in _raw_files(raw_dirs):
+        n += pacsv.read_csv(f).num_rows if f.suffix == ".csv" else len(_json_records(f.read_bytes(), orjson.loads))
     return n, time.perf_counter() - t0
 
 
