@@ -125,3 +125,29 @@ def test_bodies_set_aside_are_stored_and_evaluated_once_ingested_by_hand(tmp_pat
         assert watcher.step() is None  # evaluated once
     finally:
         watcher.close()
+
+
+def test_a_second_watcher_on_the_same_spool_or_state_is_refused(tmp_path: Path, capsys) -> None:
+    """Two watchers on one spool would both take its inputs: the second is refused, naming the
+    first's pid, until the first stops."""
+    import os
+
+    from crmguard.errors import ConfigError
+
+    home = tmp_path / "home"
+    options = WatchOptions(lake=home / "lake", state=home / "state.db", spool=home / "spool")
+    first = Watcher(options)
+    try:
+        with pytest.raises(ConfigError, match=f"another crmguard watch \\(pid {os.getpid()}\\) is using this spool"):
+            Watcher(options)
+        # Another state DB on the same spool is refused too, and so is the same state DB with another spool.
+        with pytest.raises(ConfigError, match="this spool"):
+            Watcher(WatchOptions(lake=home / "lake", state=tmp_path / "other.db", spool=home / "spool"))
+        with pytest.raises(ConfigError, match="this state DB"):
+            Watcher(WatchOptions(lake=home / "lake", state=home / "state.db", spool=tmp_path / "other-spool"))
+        assert main(["watch", "--home", str(home), "--once"]) == EXIT_ERROR
+        assert "another crmguard watch" in " ".join(capsys.readouterr().err.split())
+    finally:
+        first.close()
+    again = Watcher(options)  # released on close (and by the kernel when a watcher dies)
+    again.close()

@@ -53,6 +53,7 @@ from crmguard.lake import Lake, Merge
 from crmguard.realtime.compaction import CompactionPolicy, Compactor, plan
 from crmguard.realtime.matches import MatchCache
 from crmguard.realtime.metrics import Metrics
+from crmguard.realtime.owner import Ownership
 from crmguard.realtime.progress import BatchRecord, Progress
 from crmguard.realtime.spool import Spool, SpoolFile
 from crmguard.realtime.window import lookback, retention_starts, rule_starts, superseded, to_store, window_start
@@ -156,6 +157,17 @@ class Watcher:
     def __init__(self, options: WatchOptions, log: Callable[[str], None] | None = None) -> None:
         self.options = options
         self.log = log or (lambda line: None)
+        self._owner = Ownership([(Path(options.spool) / "watch.lock", "spool"),
+                                 (Path(f"{options.state}.watch-lock"), "state DB")])
+        try:
+            self._setup()
+        except BaseException:
+            self._owner.release()
+            raise
+
+    def _setup(self) -> None:
+        """Build the watcher's parts (the constructor calls it once, holding the spool and state DB)."""
+        options = self.options
         self.lake = Lake(options.lake)
         self.spool = Spool(options.spool)
         self.progress = Progress(options.state)
@@ -693,7 +705,7 @@ class Watcher:
 
     def close(self) -> None:
         """Finish the merge being written (it is switched in at the next start), then release the
-        state DB and the in-memory cache."""
+        state DB, the in-memory cache and the hold on the spool and state DB."""
         try:
             self._switch(self.compactor.take(wait=True))
         except Exception as exc:  # the batches are recorded; the merged files stay as they were
@@ -702,3 +714,4 @@ class Watcher:
         self.progress.close()
         self.cache.close()
         self.ingest_con.close()
+        self._owner.release()
