@@ -121,9 +121,10 @@ def status(incident_id: IncidentArg, home: HomeOpt = None, state: StateOpt = Non
     ws = resolve(home, None, state)
     with Outbox(ws.state) as outbox:
         report = outbox.report(incident_id)
-    if not report.total and not incident_dir(ws.home, incident_id).is_dir():
+    folder = incident_dir(ws.home, incident_id)
+    if not report.total and not folder.is_dir():
         raise NotificationError(f"no incident {incident_id!r} here (no notices, no incident folder): "
-                                "see `crmguard incident list`", file=str(incident_dir(ws.home, incident_id)))
+                                "see `crmguard incident list`", file=str(folder))
     if json_out:
         sys.stdout.write(orjson.dumps(report.as_dict()).decode() + "\n")
     else:
