@@ -63,3 +63,48 @@ def test_detect_json_alerts_list_and_show(tmp_path: Path, capsys, monkeypatch) -
     shown_text = capsys.readouterr().out
     [row] = [line for line in shown_text.splitlines() if "salesforce_rtem" in line]
     assert "2025-03-04T08:00:00Z" in row and "jane.customer" not in shown_text
+
+
+METRIC_RULES = """title: Customer query
+name: customer_query
+logsource: {product: salesforce}
+detection:
+  sel: {action: query, object: Contact}
+  condition: sel
+---
+title: Many customer rows read in a day
+id: 5b0e2f7c-9d1a-4e8b-a6c3-2f4d8e1b7a90
+correlation:
+  type: value_sum
+  rules: [customer_query]
+  group-by: [actor]
+  timespan: 1d
+  condition: {gte: 100000, field: rows}
+level: high
+"""
+
+
+def test_detect_raises_a_value_sum_correlation_with_the_sum_explained(tmp_path: Path, capsys) -> None:
+    """Low-and-slow extraction: no single query is large, their sum over a day is."""
+    home = str(tmp_path / "home")
+    log = tmp_path / "ApiEvent.ndjson"
+
+    def event(i: int, user: str, hour: int) -> str:
+        return json.dumps({
+            "attributes": {"type": "ApiEvent"}, "EventDate": f"2025-03-04T{hour:02d}:00:00.000+0000",
+            "EventIdentifier": f"m{i}", "Username": user, "Operation": "Query", "SourceIp": "81.2.69.142",
+            "Query": "SELECT Id, Email FROM Contact", "QueriedEntities": "Contact", "RowsProcessed": 30000})
+
+    # ana reads 4 × 30,000 rows in four hours; bob reads 2 × 30,000.
+    log.write_text("\n".join([event(i, "ana@example.com", 8 + i) for i in range(4)]
+                             + [event(10 + i, "bob@example.com", 8 + i) for i in range(2)]) + "\n")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "r.yml").write_text(METRIC_RULES)
+    assert main(["ingest", "--home", home, str(log)]) == EXIT_OK
+    capsys.readouterr()
+    assert main(["detect", "--home", home, "--rules", str(rules), "--json"]) == EXIT_OK
+    [alert] = [a for a in json.loads(capsys.readouterr().out) if a["rule_id"] == "5b0e2f7c-9d1a-4e8b-a6c3-2f4d8e1b7a90"]
+    assert alert["actor"] == "ana@example.com" and alert["event_count"] == 4
+    assert "value_sum of rows over customer_query within 1d (gte 100000)" in alert["explanation"]
+    assert "120,000 rows read" in alert["explanation"]

@@ -428,7 +428,8 @@ app.add_typer(baseline_app, name="baseline")
 
 from crmguard.realtime.cli import watch_command  # noqa: E402  (command in its own module)
 
-app.command("watch")(watch_command)
+app.command("watch", short_help="Detect in real time: ingest dropped files and POSTed events, run the rules "
+            "incrementally, store and deliver alerts; crash-safe.")(watch_command)
 
 
 def main(argv: list[str] | None = None) -> int:

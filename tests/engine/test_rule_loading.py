@@ -97,3 +97,54 @@ def test_a_rules_path_may_be_a_single_rule_file(tmp_path: Path) -> None:
     (tmp_path / "b.yml").write_text(CORR)
     rules = {r.name for r in load_rules([tmp_path / "a.yml"], include_builtin=False)}
     assert rules == {"base_bulk_read"}
+
+
+def _corr(tmp_path: Path, correlation: str) -> list:
+    (tmp_path / "a.yml").write_text(BASE + "---\n" + BASE.replace("11111111-1111-4111-8111-111111111111",
+                                                                   "33333333-3333-4333-8333-333333333333")
+                                    .replace("base_bulk_read", "base_sign_in").replace("action: query, rows|gte: 1000",
+                                                                                       "action: login"))
+    (tmp_path / "b.yml").write_text("title: c\nid: 44444444-4444-4444-8444-444444444444\nname: c\nlevel: high\n"
+                                    "correlation:\n" + "".join(f"  {line}\n" for line in correlation.strip().splitlines()))
+    return load_rules([tmp_path], include_builtin=False)
+
+
+@pytest.mark.parametrize(("correlation", "expected"), [
+    ("type: value_sum\nrules: [base_bulk_read]\ngroup-by: [actor]\ntimespan: 1d\ncondition: {gte: 250000, field: rows}",
+     dict(type="value_sum", field="rows", count=250000, percentile=None)),
+    ("type: value_avg\nrules: [base_bulk_read]\ngroup-by: [actor]\ntimespan: 1h\ncondition: {gt: 2.5, field: bytes}",
+     dict(type="value_avg", field="bytes", count=2.5)),
+    ("type: value_median\nrules: [base_bulk_read]\ngroup-by: [actor]\ntimespan: 1h\ncondition: {gte: 900, field: rows}",
+     dict(type="value_median", percentile=50)),
+    ("type: value_percentile\nrules: [base_bulk_read]\ngroup-by: [actor]\ntimespan: 1h\n"
+     "condition: {gte: 900, field: rows, percentile: 95}", dict(type="value_percentile", percentile=95)),
+    ("type: temporal\ngroup-by: [actor]\ntimespan: 1h\ncondition: base_bulk_read and not base_sign_in",
+     dict(rules=("base_bulk_read", "base_sign_in"),
+          expression=("and", ("rule", "base_bulk_read"), ("not", ("rule", "base_sign_in"))))),
+    ("type: temporal_ordered\nrules: [base_bulk_read, base_sign_in]\ngroup-by: [actor]\ntimespan: 1h\n"
+     "condition: base_sign_in and base_bulk_read", dict(rules=("base_sign_in", "base_bulk_read"), expression=None, count=2)),
+])
+def test_metric_correlations_and_extended_conditions_load(tmp_path: Path, correlation: str, expected: dict) -> None:
+    [corr] = [r.correlation for r in _corr(tmp_path, correlation) if r.correlation]
+    assert {k: getattr(corr, k) for k in expected} == expected
+
+
+@pytest.mark.parametrize(("correlation", "message", "field"), [
+    ("type: value_sum\nrules: [base_bulk_read]\ngroup-by: [actor]\ntimespan: 1d\ncondition: {gte: 5, field: src_ip}",
+     "'src_ip' is not a numeric field", "src_ip"),
+    ("type: value_sum\nrules: [base_bulk_read]\ngroup-by: [actor]\ntimespan: 1d\ncondition: {gte: 5}",
+     "without field reference", None),  # pySigma's own check
+    ("type: value_percentile\nrules: [base_bulk_read]\ngroup-by: [actor]\ntimespan: 1d\ncondition: {gte: 5, field: rows}",
+     "needs `percentile:` between 0 and 100", "percentile"),
+    ("type: value_percentile\nrules: [base_bulk_read]\ngroup-by: [actor]\ntimespan: 1d\n"
+     "condition: {gte: 5, field: rows, percentile: 101}", "between 0 and 100", "percentile"),
+    ("type: value_count\nrules: [base_bulk_read]\ngroup-by: [actor]\ntimespan: 1d\ncondition: {gte: 5, field: [src_ip, app]}",
+     "must be one field name", "field"),
+    ("type: temporal_ordered\ngroup-by: [actor]\ntimespan: 1h\ncondition: base_sign_in or base_bulk_read",
+     "joined by 'and'", "condition"),
+])
+def test_a_correlation_crmguard_cannot_evaluate_is_refused_naming_file_and_field(
+        tmp_path: Path, correlation: str, message: str, field: str) -> None:
+    with pytest.raises(RuleError, match=message) as exc:
+        _corr(tmp_path, correlation)
+    assert str(tmp_path / "b.yml") in str(exc.value) and exc.value.field == field

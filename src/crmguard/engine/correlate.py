@@ -11,7 +11,14 @@ G, with timespan T:
    - value_count: the number of distinct non-null values of the condition's field does;
    - temporal: the number of distinct rules of R with at least one match does (default: all);
    - temporal_ordered: matches of r1, r2 ... rk exist with t1 <= t2 <= ... <= tk (a chain ending at
-     a match of rk at t; the condition then requires all of R, in order).
+     a match of rk at t; the condition then requires all of R, in order);
+   - value_sum, value_avg: the sum, the mean of the condition's (numeric) field over the events of
+     the window, nulls left out;
+   - value_median, value_percentile: the median, the p-th percentile of those values, interpolated
+     linearly between the two nearest ranks (position (n - 1) * p / 100 in the sorted values).
+   A metric over no value (every event of the window has the field null) fires nowhere.
+   A temporal correlation with an extended condition (``rule_a and not rule_b``) fires when the
+   expression holds over the set of rules of R with a match in the window.
 3. Firing windows of a group that overlap or touch merge into one *episode* [min t - T, max t];
    each episode is one alert, with the group's matches inside it as evidence (first_seen = the
    earliest, last_seen = the latest, event_count = how many).
@@ -24,7 +31,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from crmguard.engine.rules import ACTOR, Correlation
+from crmguard.engine.rule_expr import monotone, to_sql
+from crmguard.engine.rules import ACTOR, METRIC_TYPES, Correlation
 from crmguard.sources.sql import ident, sql_str
 
 OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "=", "neq": "<>"}
@@ -57,8 +65,9 @@ def _group_value(name: str, corrs: dict[str, Correlation]) -> str:
 
 def shape(corr: Correlation) -> tuple[object, ...]:
     """What correlations must share to be evaluated in one query by :func:`batch_sql`: everything
-    but the names of their rules."""
-    return (corr.type, corr.timespan, corr.group_by, corr.op, corr.count, corr.field, len(corr.rules))
+    but the names of their rules (an extended condition, which names them, included)."""
+    return (corr.type, corr.timespan, corr.group_by, corr.op, corr.count, corr.field, len(corr.rules),
+            corr.percentile, corr.expression)
 
 
 def batch_sql(corrs: dict[str, Correlation], matches: str = "mr", where: str = "", aggregates: str = "",
@@ -93,6 +102,11 @@ def batch_sql(corrs: dict[str, Correlation], matches: str = "mr", where: str = "
                   f"WHERE n {op} {corr.count}")
     elif corr.type == "value_count":
         firing = _distinct_firing("events", _field(corr.field or ACTOR), span, f"{op} {corr.count}")
+    elif corr.type in METRIC_TYPES:
+        firing = (f"SELECT k, time AS t FROM (SELECT k, time, {_metric(corr)} OVER {window} AS n FROM events) "
+                  f"WHERE n {op} {corr.count}")
+    elif corr.type == "temporal" and corr.expression is not None:
+        firing = _expression_firing(corr, window)
     elif corr.type == "temporal":
         firing = _distinct_firing("base", "rule", span, f"{op} {corr.count}")
     elif corr.type == "temporal_ordered":
@@ -154,9 +168,19 @@ def _reach(corr: Correlation) -> str | None:
     the group can fire, because all its matches together do not reach the condition (events,
     values or rules counted over the whole read range); None when that cannot be told so (a
     condition that more matches can hurt: ``lt``, ``lte``, ``neq``)."""
+    if corr.expression is not None:
+        if not monotone(corr.expression):
+            return None
+        return to_sql(corr.expression, lambda r: f"bool_or(rule = '{sql_str(r)}')")
     if corr.op not in ("gte", "gt", "eq"):
         return None
     test = f"{'>' if corr.op == 'gt' else '>='} {corr.count}"
+    if corr.type == "value_sum":
+        # A window's sum is at most that of the group's positive values.
+        return f"coalesce(sum(greatest({_field(corr.field)}, 0)), 0) {test}"
+    if corr.type in METRIC_TYPES:
+        # A mean, median or percentile is at most the largest value.
+        return f"max({_field(corr.field)}) {test}"
     if corr.type == "event_count":
         return f"count(DISTINCT event_id) {test}"
     if corr.type == "value_count":
@@ -166,6 +190,24 @@ def _reach(corr: Correlation) -> str | None:
     if corr.type == "temporal_ordered":
         return f"count(DISTINCT step) = {len(corr.rules)}"
     return None
+
+
+def _metric(corr: Correlation) -> str:
+    """The window aggregate of a metric correlation (its field's nulls left out by SQL)."""
+    value = _field(corr.field or "")
+    if corr.type == "value_sum":
+        return f"sum({value})"
+    if corr.type == "value_avg":
+        return f"avg({value})"
+    return f"quantile_cont({value}, {float(corr.percentile or 0) / 100!r})"
+
+
+def _expression_firing(corr: Correlation, window: str) -> str:
+    """Times t where a temporal correlation's extended condition holds over the rules present in
+    the group's window [t - T, t]."""
+    flags = ", ".join(f"bool_or(rule = '{sql_str(r)}') OVER {window} AS p{i}" for i, r in enumerate(corr.rules))
+    test = to_sql(corr.expression or ("and",), lambda r: f"p{corr.rules.index(r)}")
+    return f"SELECT k, time AS t FROM (SELECT k, time, {flags} FROM base) WHERE {test}"
 
 
 def _distinct_firing(source: str, value: str, span: str, test: str) -> str:

@@ -11,7 +11,8 @@ import operator
 from collections import defaultdict
 from dataclasses import dataclass
 
-from crmguard.engine.rules import Correlation
+from crmguard.engine.rule_expr import holds
+from crmguard.engine.rules import METRIC_TYPES, Correlation
 
 _OPS = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le, "eq": operator.eq,
         "neq": operator.ne}
@@ -19,13 +20,14 @@ _OPS = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operato
 
 @dataclass(frozen=True)
 class Match:
-    """One (rule, event) match: the event's id, time, group values and counted value."""
+    """One (rule, event) match: the event's id, time, group values and counted value (a number
+    for the metric correlations)."""
 
     rule: str
     event_id: str
     time: dt.datetime
     group: tuple[str | None, ...]
-    value: str | None = None
+    value: str | float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,11 @@ def _fires(corr: Correlation, ms: list[Match], events: dict[str, Match], m: Matc
     if corr.type == "value_count":
         values = {e.value for e in events.values() if t - span <= e.time <= t and e.value is not None}
         return cmp(len(values), corr.count)
+    if corr.type in METRIC_TYPES:
+        numbers = [float(e.value) for e in events.values() if t - span <= e.time <= t and e.value is not None]
+        return bool(numbers) and cmp(_metric(corr, numbers), corr.count)
+    if corr.type == "temporal" and corr.expression is not None:
+        return holds(corr.expression, {x.rule for x in ms if t - span <= x.time <= t})
     if corr.type == "temporal":
         return cmp(len({x.rule for x in ms if t - span <= x.time <= t}), corr.count)
     if corr.type == "temporal_ordered":
@@ -87,3 +94,16 @@ def _fires(corr: Correlation, ms: list[Match], events: dict[str, Match], m: Matc
             bound = max(before)
         return bound >= t - span
     raise ValueError(corr.type)
+
+
+def _metric(corr: Correlation, numbers: list[float]) -> float:
+    if corr.type == "value_sum":
+        return sum(numbers)
+    if corr.type == "value_avg":
+        return sum(numbers) / len(numbers)
+    ranked = sorted(numbers)
+    pos = (len(ranked) - 1) * (float(corr.percentile or 0) / 100)
+    lo = int(pos)
+    if lo + 1 >= len(ranked):
+        return ranked[lo]
+    return ranked[lo] + (ranked[lo + 1] - ranked[lo]) * (pos - lo)

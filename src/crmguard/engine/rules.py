@@ -24,16 +24,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import yaml
 from sigma.collection import SigmaCollection
-from sigma.correlations import SigmaCorrelationRule
+from sigma.correlations import SigmaCorrelationCondition, SigmaCorrelationRule
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
 from crmguard.engine.backend import DuckDBBackend
 from crmguard.engine.pipeline import crmguard_pipeline
+from crmguard.engine.rule_expr import Expr, conjunction, from_sigma, rules_of, to_text
 from crmguard.errors import RuleError
-from crmguard.schema import COLUMN_NAMES
+from crmguard.schema import COLUMN_NAMES, COLUMNS
 
 DEFAULT_DEDUP_PERIOD = dt.timedelta(hours=1)
 ACTOR = "actor"
@@ -49,12 +51,21 @@ def mentions(column: str, sql: str) -> bool:
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+METRIC_TYPES = ("value_sum", "value_avg", "value_median", "value_percentile")
+"""Correlation types whose condition applies to a statistic of a numeric field's values."""
+
+NUMERIC_FIELDS = frozenset(c.name for c in COLUMNS if pa.types.is_integer(c.type) or pa.types.is_floating(c.type))
+
+
 @dataclass(frozen=True)
 class Correlation:
     """A compiled Sigma correlation: ``type`` (event_count, value_count, temporal,
-    temporal_ordered), the base rule names in order, ``group_by`` fields, ``timespan``, the
-    condition operator and count, and the field counted by value_count. ``aliases`` are Sigma's
-    field aliases: a group-by name that reads a different field in each base rule, as
+    temporal_ordered, or one of :data:`METRIC_TYPES`), the base rule names in order, ``group_by``
+    fields, ``timespan``, the condition operator and count (a threshold, fractional for metrics),
+    the field value_count and the metrics read, and the percentile of value_percentile.
+    ``expression`` is a temporal correlation's extended condition (see
+    :mod:`crmguard.engine.rule_expr`), which replaces the count. ``aliases`` are Sigma's field
+    aliases: a group-by name that reads a different field in each base rule, as
     ``((alias, ((rule, field), ...)), ...)``."""
 
     type: str
@@ -62,9 +73,11 @@ class Correlation:
     group_by: tuple[str, ...]
     timespan: dt.timedelta
     op: str
-    count: int
+    count: float
     field: str | None = None
     aliases: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+    percentile: float | None = None
+    expression: Expr | None = None
 
     def alias(self, name: str) -> dict[str, str] | None:
         """The rule → field mapping of alias ``name``, or None when ``name`` is a plain field."""
@@ -77,6 +90,27 @@ class Correlation:
         """Every event field the correlation reads: group-by fields (through aliases) and the counted field."""
         out = {f for g in self.group_by for f in ((self.alias(g) or {g: g}).values())}
         return out | ({self.field} if self.field else set())
+
+    def describe(self) -> str:
+        """The correlation in words, e.g. ``value_sum of rows over api_rows within 1h (gte 100000)``."""
+        kind = f"value_percentile (p{number_text(self.percentile)})" if self.type == "value_percentile" else self.type
+        what = f"{kind} of {self.field} over" if self.type in METRIC_TYPES else f"{kind} of"
+        cond = to_text(self.expression) if self.expression else f"{self.op} {number_text(self.count)}"
+        return f"{what} {', '.join(self.rules)} within {span_text(self.timespan)} ({cond})"
+
+
+def number_text(x: float | None) -> str:
+    """A threshold as written: ``10`` for a whole number, ``2.5`` otherwise."""
+    return str(int(x)) if x is not None and float(x).is_integer() else str(x)
+
+
+def span_text(td: dt.timedelta) -> str:
+    """A timespan as a Sigma user writes it: 1d, 12h, 30m, 45s."""
+    secs = int(td.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs and secs % size == 0:
+            return f"{secs // size}{unit}"
+    return f"{secs}s"
 
 
 @dataclass(frozen=True)
@@ -195,28 +229,7 @@ def _compile(rule: SigmaRule | SigmaCorrelationRule, tuning: dict[str, dict[str,
         if fld not in COLUMN_NAMES and fld != ACTOR:
             raise RuleError(f"unknown field {fld!r} in crmguard settings", file=path, field=fld)
     if isinstance(rule, SigmaCorrelationRule):
-        cond = rule.condition
-        names = {ref.reference: ref.rule.name or str(ref.rule.id) for ref in rule.rules}
-        aliases = tuple(
-            (name, tuple((names.get(ref.reference, ref.reference), fld) for ref, fld in alias.mapping.items()))
-            for name, alias in (rule.aliases.aliases.items() if rule.aliases else ())
-        )
-        corr = Correlation(
-            type=rule.type.name.lower(),
-            rules=tuple(ref.rule.name or str(ref.rule.id) for ref in rule.rules),
-            group_by=tuple(rule.group_by or ()),
-            timespan=dt.timedelta(seconds=rule.timespan.seconds),
-            op=cond.op.name.lower(), count=int(cond.count), field=getattr(cond, "fieldref", None),
-            aliases=aliases,
-        )
-        for name, mapping in aliases:
-            unknown = [r for r, _ in mapping if r not in corr.rules]
-            if unknown:
-                raise RuleError(f"alias {name!r} maps rule(s) {', '.join(unknown)} the correlation does not use",
-                                file=path, field=name)
-        for fld in corr.fields():
-            if fld not in COLUMN_NAMES and fld != ACTOR:
-                raise RuleError(f"unknown field {fld!r} in correlation", file=path, field=fld)
+        corr = _correlation(rule, path)
         return Rule(correlation=corr, **common)
     # Rules referenced by a correlation have output disabled by pySigma (unless `generate: true`);
     # crmguard still needs their condition, and records that they must not alert on their own.
@@ -228,3 +241,60 @@ def _compile(rule: SigmaRule | SigmaCorrelationRule, tuning: dict[str, dict[str,
     except SigmaError as exc:
         raise RuleError(str(exc), file=path) from exc
     return Rule(condition=condition, hidden=hidden, **common)
+
+
+def _correlation(rule: SigmaCorrelationRule, path: str) -> Correlation:
+    """Compile a pySigma correlation rule; raises ``RuleError`` naming ``path`` (and the field) for
+    what crmguard cannot evaluate as written."""
+    kind = rule.type.name.lower()
+    names = {ref.reference: ref.rule.name or str(ref.rule.id) for ref in rule.referenced_rules}
+    cond = rule.condition
+    expression = None
+    if isinstance(cond, SigmaCorrelationCondition):
+        op, count, fld, percentile = cond.op.name.lower(), cond.count, cond.fieldref, cond.percentile
+        rules = tuple(names.get(ref.reference, ref.reference) for ref in rule.rules or ())
+    else:
+        expression = from_sigma(cond.parsed, names)
+        op, count, fld, percentile = "gte", 1, None, None
+        listed = [names.get(ref.reference, ref.reference) for ref in rule.rules or ()]
+        rules = tuple(listed or rules_of(expression))
+        if kind == "temporal_ordered":
+            # A chain in order: only rules joined by `and` say one; with `or` / `not` it is open
+            # to readings, so it is refused rather than guessed.
+            order = conjunction(expression)
+            if order is None or sorted(order) != sorted(rules):
+                raise RuleError("a temporal_ordered condition must name each of its rules once, joined by "
+                                "'and' (their order); use a temporal correlation for 'or' and 'not'",
+                                file=path, field="condition")
+            rules, expression = tuple(order), None
+            count = len(rules)
+    if isinstance(fld, list):
+        raise RuleError(f"the condition's field must be one field name, not a list ({', '.join(map(str, fld))})",
+                        file=path, field="field")
+    if kind in METRIC_TYPES and fld not in NUMERIC_FIELDS:
+        raise RuleError(f"{kind} reads a number: {fld!r} is not a numeric field of the event schema "
+                        f"(numeric: {', '.join(sorted(NUMERIC_FIELDS))})", file=path, field=fld)
+    if kind == "value_percentile":
+        if percentile is None or not 0 <= percentile <= 100:
+            raise RuleError("a value_percentile correlation needs `percentile:` between 0 and 100 in its condition",
+                            file=path, field="percentile")
+    elif kind == "value_median":
+        percentile = 50
+    else:
+        percentile = None
+    aliases = tuple(
+        (name, tuple((names.get(ref.reference, ref.reference), f) for ref, f in alias.mapping.items()))
+        for name, alias in (rule.aliases.aliases.items() if rule.aliases else ())
+    )
+    corr = Correlation(type=kind, rules=rules, group_by=tuple(rule.group_by or ()),
+                       timespan=dt.timedelta(seconds=rule.timespan.seconds), op=op, count=count, field=fld,
+                       aliases=aliases, percentile=percentile, expression=expression)
+    for name, mapping in aliases:
+        unknown = [r for r, _ in mapping if r not in corr.rules]
+        if unknown:
+            raise RuleError(f"alias {name!r} maps rule(s) {', '.join(unknown)} the correlation does not use",
+                            file=path, field=name)
+    for f in corr.fields():
+        if f not in COLUMN_NAMES and f != ACTOR:
+            raise RuleError(f"unknown field {f!r} in correlation", file=path, field=f)
+    return corr

@@ -448,15 +448,6 @@ def _identity_index(corr: Correlation) -> int | None:
     return None
 
 
-def _span(td: dt.timedelta) -> str:
-    """A timespan as a Sigma user writes it: 1d, 12h, 30m, 45s."""
-    secs = int(td.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if secs and secs % size == 0:
-            return f"{secs // size}{unit}"
-    return f"{secs}s"
-
-
 def explain(rule: Rule, actor: str | None, n: int, first: dt.datetime, last: dt.datetime, ctx: dict[str, object]) -> str:
     """Say in words why the alert fired (who, what, how much, from where, when)."""
     parts = [f"{rule.title}: {n:,} matching event{'s' if n != 1 else ''} by {actor or 'an unknown identity'}"]
@@ -466,7 +457,6 @@ def explain(rule: Rule, actor: str | None, n: int, first: dt.datetime, last: dt.
         if ctx.get(key):
             parts.append(f"{label} {', '.join(str(x) for x in ctx[key])}")  # type: ignore[attr-defined]
     if rule.correlation:
-        c = rule.correlation
-        parts.append(f"{c.type} of {', '.join(c.rules)} within {_span(c.timespan)} ({c.op} {c.count})")
+        parts.append(rule.correlation.describe())
     parts.append(f"between {first:%Y-%m-%d %H:%M:%S} and {last:%Y-%m-%d %H:%M:%S} UTC")
     return "; ".join(parts)

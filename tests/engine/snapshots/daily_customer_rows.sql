@@ -1,0 +1,16 @@
+CREATE TEMP TABLE mr AS
+SELECT 'bulk_pii_read' AS rule, * FROM (SELECT e.*, coalesce(e.username, e.user_id) AS actor
+FROM events e
+WHERE (("source" = 'salesforce_elf' OR "source" = 'salesforce_rtem' OR "source" = 'salesforce_audit') AND ("action" = 'query' OR "action" = 'export') AND ("object" ILIKE 'Contact' OR "object" ILIKE 'Account' OR "object" ILIKE 'Lead' OR "object" ILIKE 'Case') AND "rows" >= 1000));
+SELECT * EXCLUDE (corr) FROM (
+WITH base AS (WITH g AS (SELECT c.corr, c.step, m.*, [CAST(m.actor AS VARCHAR)]::VARCHAR[] AS grp, to_json(list_prepend(c.corr, [CAST(m.actor AS VARCHAR)]::VARCHAR[]))::VARCHAR AS k FROM mr m JOIN (VALUES ('_', 'bulk_pii_read', 0)) c(corr, rule, step) ON m.rule = c.rule WHERE CAST(m.actor AS VARCHAR) IS NOT NULL) SELECT * FROM g WHERE k IN (SELECT k FROM g GROUP BY k HAVING coalesce(sum(greatest("rows", 0)), 0) >= 250000)),
+events AS (SELECT * FROM base),
+firing AS (SELECT DISTINCT k, t FROM (SELECT k, time AS t FROM (SELECT k, time, sum("rows") OVER (PARTITION BY k ORDER BY time RANGE BETWEEN INTERVAL 86400 SECOND PRECEDING AND CURRENT ROW) AS n FROM events) WHERE n >= 250000)),
+marked AS (SELECT k, t, CASE WHEN lag(t) OVER (PARTITION BY k ORDER BY t) >= t - INTERVAL 86400 SECOND THEN 0 ELSE 1 END AS brk FROM firing),
+episodes AS (SELECT k, t, sum(brk) OVER (PARTITION BY k ORDER BY t, brk DESC ROWS UNBOUNDED PRECEDING) AS ep FROM marked),
+spans AS (SELECT k, ep, min(t) - INTERVAL 86400 SECOND AS lo, max(t) AS hi FROM episodes GROUP BY k, ep)
+SELECT any_value(e.corr) AS corr, any_value(e.grp) AS grp, min(e.time) AS first_seen, max(e.time) AS last_seen,
+       count(*) AS event_count, list(e.event_id ORDER BY e.time, e.event_id) AS event_ids,
+       any_value(s.lo) + INTERVAL 86400 SECOND AS fired_at
+FROM spans s JOIN events e ON e.k = s.k AND e.time BETWEEN s.lo AND s.hi
+GROUP BY s.k, s.ep);
