@@ -69,3 +69,31 @@ def test_detection_language(engine_con, detection: str, logsource: str, expected
 def test_cidr_modifier(engine_con) -> None:
     assert matching(engine_con, "  s: {src_ip|cidr: 10.0.0.0/8}\n  condition: s", "{category: any}") == {"a"}
     assert matching(engine_con, "  s: {src_ip|cidr: '2001:db8::/32'}\n  condition: s", "{category: any}") == {"c"}
+
+
+def test_time_part_modifiers_read_the_event_time_in_utc(engine_con) -> None:
+    events = [{"event_id": "night", "time": "2025-03-01T23:30:00Z", "source": "salesforce_elf", "action": "export"},
+              {"event_id": "day", "time": "2025-03-04T10:05:00Z", "source": "salesforce_elf", "action": "export"}]
+    con = engine_con.load(events)
+    con.execute("SET timezone = 'Asia/Tokyo'")  # 23:30 UTC is 08:30 the next day there
+
+    def hits(detection: str) -> set[str]:
+        rule = SigmaCollection.from_yaml(f"title: t\nlogsource: {{product: salesforce}}\ndetection:\n{detection}").rules[0]
+        [condition] = DuckDBBackend(processing_pipeline=crmguard_pipeline(), collect_errors=False).convert_rule(rule)
+        return {r[0] for r in con.execute(f"SELECT event_id FROM events WHERE {condition}").fetchall()}
+
+    assert hits("  s: {time|hour: [22, 23, 0, 1]}\n  condition: s") == {"night"}
+    assert hits("  s: {time|day: 1}\n  condition: s") == {"night"}
+    assert hits("  s: {time|minute: 5}\n  condition: s") == {"day"}
+    assert hits("  s: {time|month: 3}\n  s2: {time|year: 2025}\n  condition: s and s2") == {"night", "day"}
+    assert hits("  s: {time|week: 10}\n  condition: s") == {"day"}  # ISO week 10 of 2025 starts Monday 3 March
+
+
+def test_a_time_part_modifier_on_a_field_that_is_not_a_time_is_refused(tmp_path) -> None:
+    from crmguard.engine.rules import load_rules
+    from crmguard.errors import RuleError
+
+    (tmp_path / "r.yml").write_text("title: t\nlogsource: {product: salesforce}\ndetection:\n"
+                                    "  s: {username|hour: 3}\n  condition: s\n")
+    with pytest.raises(RuleError, match="apply to a time field"):
+        load_rules([tmp_path], include_builtin=False)

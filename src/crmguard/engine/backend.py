@@ -4,7 +4,9 @@ event schema (the ``events`` view of the lake).
 Written the pySigma way — a ``TextQueryBackend`` subclass made of class-level tokens — so it can be
 registered with ``sigma-cli`` too. Sigma semantics kept: string matches are case-insensitive
 (``ILIKE``) unless ``|cased``; regular expressions are case-sensitive; ``cidr`` uses the
-``cidr_match`` macro; ``exists`` tests for NULL (a field absent from a source is NULL there).
+``cidr_match`` macro; ``exists`` tests for NULL (a field absent from a source is NULL there);
+the time-part modifiers (``time|hour: [0, 1, 2]``, ``minute``, ``day``, ``week``, ``month``,
+``year``) read the event time in UTC.
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ from sigma.conditions import (
 )
 from sigma.conversion.base import TextQueryBackend
 from sigma.conversion.state import ConversionState
-from sigma.types import SigmaCasedString, SigmaCompareExpression, SigmaString
+from sigma.exceptions import SigmaFeatureNotSupportedByBackendError
+from sigma.types import SigmaCasedString, SigmaCompareExpression, SigmaString, TimestampPart
+
+from crmguard.schema import COLUMNS, TIME_TYPE
 
 _LIKE = " ESCAPE '\\'"
 VOCABULARY_FIELDS = frozenset({"source", "category", "action", "outcome"})
 """Columns whose values crmguard itself writes, always lower case (see ``crmguard.schema``)."""
 _BACKSLASH_QUOTE = re.compile(r"\\'")
+TIME_FIELDS = frozenset(c.name for c in COLUMNS if c.type == TIME_TYPE)
 
 
 class DuckDBBackend(TextQueryBackend):
@@ -81,6 +87,13 @@ class DuckDBBackend(TextQueryBackend):
     convert_or_as_in: ClassVar[bool] = False
     convert_and_as_in: ClassVar[bool] = False
 
+    # UTC whatever the session's time zone: an hour-of-day rule means the same on every machine.
+    field_timestamp_part_expression: ClassVar[str] = "date_part('{timestamp_part}', {field} AT TIME ZONE 'UTC')"
+    timestamp_part_mapping: ClassVar[dict[TimestampPart, str]] = {
+        TimestampPart.MINUTE: "minute", TimestampPart.HOUR: "hour", TimestampPart.DAY: "day",
+        TimestampPart.WEEK: "week", TimestampPart.MONTH: "month", TimestampPart.YEAR: "year",
+    }
+
     unbound_value_str_expression: ClassVar[str] = "raw ILIKE '%' || {value} || '%'" + _LIKE
     unbound_value_num_expression: ClassVar[str] = "raw LIKE '%{value}%'"
 
@@ -98,6 +111,15 @@ class DuckDBBackend(TextQueryBackend):
         if isinstance(query, str) and query.endswith(_LIKE) and "\\" not in query[: -len(_LIKE)]:
             query = query[: -len(_LIKE)]
         return query
+
+    def convert_condition_field_eq_val_timestamp_part(self, cond: ConditionFieldEqualsValueExpression,
+                                                      state: ConversionState) -> Any:
+        """Field's time part = number, for the event schema's timestamp columns only."""
+        if cond.field not in TIME_FIELDS:
+            raise SigmaFeatureNotSupportedByBackendError(
+                f"time-part modifiers (hour, minute, day, week, month, year) apply to a time field "
+                f"({', '.join(sorted(TIME_FIELDS))}), not {cond.field!r}")
+        return super().convert_condition_field_eq_val_timestamp_part(cond, state)
 
     def convert_value_str(self, s: SigmaString, state: ConversionState) -> str:
         """Quote a string value for SQL: LIKE wildcards escaped with backslash, quotes doubled."""

@@ -238,7 +238,7 @@ def _compile(rule: SigmaRule | SigmaCorrelationRule, tuning: dict[str, dict[str,
     try:
         backend = DuckDBBackend(processing_pipeline=crmguard_pipeline(), collect_errors=False)
         [condition] = backend.convert_rule(rule)
-    except SigmaError as exc:
+    except (SigmaError, NotImplementedError) as exc:  # pySigma says "not supported" either way
         raise RuleError(str(exc), file=path) from exc
     return Rule(condition=condition, hidden=hidden, **common)
 
