@@ -97,3 +97,25 @@ def test_a_time_part_modifier_on_a_field_that_is_not_a_time_is_refused(tmp_path)
                                     "  s: {username|hour: 3}\n  condition: s\n")
     with pytest.raises(RuleError, match="apply to a time field"):
         load_rules([tmp_path], include_builtin=False)
+
+
+def test_regex_flags_fieldref_base64offset_and_windash(engine_con) -> None:
+    import base64
+
+    encoded = base64.b64encode(b"run: SELECT Id FROM Contact").decode()
+    events = [{"event_id": "enc", "time": "2025-03-04T08:00:00Z", "source": "salesforce_elf", "query": encoded,
+               "username": "ana@example.com", "target_user": "ana@example.com"},
+              {"event_id": "cli", "time": "2025-03-04T08:00:00Z", "source": "salesforce_elf",
+               "user_agent": "sfdx /json --target-org prod", "username": "bob@example.com", "target_user": "eve@example.com"}]
+    con = engine_con.load(events)
+
+    def hits(detection: str) -> set[str]:
+        rule = SigmaCollection.from_yaml(f"title: t\nlogsource: {{product: salesforce}}\ndetection:\n{detection}").rules[0]
+        [condition] = DuckDBBackend(processing_pipeline=crmguard_pipeline(), collect_errors=False).convert_rule(rule)
+        return {r[0] for r in con.execute(f"SELECT event_id FROM events WHERE {condition}").fetchall()}
+
+    assert hits("  s: {query|base64offset|contains: 'FROM Contact'}\n  condition: s") == {"enc"}
+    assert hits("  s: {user_agent|windash|contains: ' -json'}\n  condition: s") == {"cli"}
+    assert hits("  s: {username|fieldref: target_user}\n  condition: s") == {"enc"}
+    assert hits("  s: {username|re|i: '^BOB@'}\n  condition: s") == {"cli"}
+    assert hits("  s: {username|re: '^BOB@'}\n  condition: s") == set()
