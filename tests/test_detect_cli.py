@@ -101,10 +101,14 @@ def test_detect_raises_a_value_sum_correlation_with_the_sum_explained(tmp_path: 
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "r.yml").write_text(METRIC_RULES)
+    # A rule for other logs beside it (as in a Sigma checkout) is skipped, and said so on stderr.
+    (rules / "win.yml").write_text("title: w\nlogsource: {product: windows}\ndetection:\n  s: {Image: x}\n  condition: s\n")
     assert main(["ingest", "--home", home, str(log)]) == EXIT_OK
     capsys.readouterr()
     assert main(["detect", "--home", home, "--rules", str(rules), "--json"]) == EXIT_OK
-    [alert] = [a for a in json.loads(capsys.readouterr().out) if a["rule_id"] == "5b0e2f7c-9d1a-4e8b-a6c3-2f4d8e1b7a90"]
+    printed = capsys.readouterr()
+    assert "skipped 1 rule written for logs crmguard does not read: windows (1)" in " ".join(printed.err.split())
+    [alert] = [a for a in json.loads(printed.out) if a["rule_id"] == "5b0e2f7c-9d1a-4e8b-a6c3-2f4d8e1b7a90"]
     assert alert["actor"] == "ana@example.com" and alert["event_count"] == 4
     assert "value_sum of rows over customer_query within 1d (gte 100000)" in alert["explanation"]
     assert "120,000 rows read" in alert["explanation"]

@@ -214,6 +214,8 @@ def detect(
         _alert_table([a.__dict__ for a in result.alerts], f"{len(result.alerts)} alerts from {result.rules} rules")
         out.print(f"stored in {ws.state}: {result.stored.created} new, {result.stored.updated} updated, "
                   f"{result.stored.unchanged} already known")
+    if result.skipped:
+        err.print(result.skipped, markup=False, highlight=False)
     return EXIT_OK
 
 
@@ -350,6 +352,8 @@ def rules_list(rules: RulesOpt = None) -> int:
         table.add_row(r.id[:8], r.name, r.level, kind, r.title)
     out.print(table)
     out.print(f"{len(loaded)} rules")
+    if loaded.skipped:
+        err.print(loaded.skipped_note(), markup=False, highlight=False)
     return EXIT_OK
 
 

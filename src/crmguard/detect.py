@@ -11,7 +11,7 @@ import duckdb
 import psutil
 
 from crmguard.alerts.store import Store, StoreResult
-from crmguard.engine.rules import Rule, load_rules
+from crmguard.engine.rules import Rule, RulePack, load_rules
 from crmguard.engine.run import Alert, run_rules
 from crmguard.lake import Lake
 
@@ -23,6 +23,8 @@ class DetectResult:
     alerts: list[Alert]
     stored: StoreResult
     rules: int
+    skipped: str | None = None
+    """A note on the rules left out as written for other logs (see ``RulePack.skipped_note``)."""
 
 
 def memory_limit() -> str:
@@ -66,4 +68,4 @@ def detect(lake: Lake, state: Path, rule_dirs: list[Path] | None = None, since: 
         stored = store.save(alerts)
     finally:
         store.close()
-    return DetectResult(alerts, stored, len(rules))
+    return DetectResult(alerts, stored, len(rules), rules.skipped_note() if isinstance(rules, RulePack) else None)

@@ -148,3 +148,47 @@ def test_a_correlation_crmguard_cannot_evaluate_is_refused_naming_file_and_field
     with pytest.raises(RuleError, match=message) as exc:
         _corr(tmp_path, correlation)
     assert str(tmp_path / "b.yml") in str(exc.value) and exc.value.field == field
+
+
+WINDOWS = """title: Encoded PowerShell
+id: 55555555-5555-4555-8555-555555555555
+name: encoded_powershell
+logsource: {product: windows, category: process_creation}
+detection:
+  sel: {Image|endswith: '\\\\powershell.exe', CommandLine|contains: ' -enc '}
+  condition: sel
+---
+title: Encoded PowerShell twice
+id: 66666666-6666-4666-8666-666666666666
+correlation:
+  type: event_count
+  rules: [encoded_powershell]
+  group-by: [username]
+  timespan: 1h
+  condition: {gte: 2}
+"""
+
+
+def test_rules_for_logs_crmguard_does_not_read_are_skipped_and_counted(tmp_path: Path) -> None:
+    """A Sigma checkout holds Windows, AWS ... rules: they are left out (with the correlations over
+    them) and reported, and the CRM rules beside them load."""
+    (tmp_path / "win.yml").write_text(WINDOWS)
+    (tmp_path / "aws.yml").write_text("title: Console login\nlogsource: {product: aws, service: cloudtrail}\n"
+                                      "detection:\n  sel: {eventName: ConsoleLogin}\n  condition: sel\n")
+    (tmp_path / "crm.yml").write_text(BASE)
+    pack = load_rules([tmp_path], include_builtin=False)
+    assert [r.name for r in pack] == ["base_bulk_read"]
+    assert sorted(pack.skipped) == [(str(tmp_path / "aws.yml"), "aws"), (str(tmp_path / "win.yml"), "windows"),
+                                    (str(tmp_path / "win.yml"), "windows")]
+    assert pack.skipped_note().startswith("skipped 3 rules written for logs crmguard does not read: aws (1), windows (2)")
+    assert load_rules([tmp_path / "crm.yml"], include_builtin=False).skipped_note() is None
+
+
+@pytest.mark.parametrize("detection", ["sel: {Image|endswith: powershell.exe}",
+                                       "sel: {username|fieldref: TargetUserName}"])
+def test_a_field_outside_the_event_schema_is_refused_naming_it(tmp_path: Path, detection: str) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(f"title: t\nlogsource: {{product: salesforce}}\ndetection:\n  {detection}\n  condition: sel\n")
+    with pytest.raises(RuleError, match="neither an event-schema column nor a vendor field") as exc:
+        load_rules([tmp_path], include_builtin=False)
+    assert str(bad) in str(exc.value) and exc.value.field in ("Image", "TargetUserName")

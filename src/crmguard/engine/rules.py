@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -29,10 +31,11 @@ import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationCondition, SigmaCorrelationRule
 from sigma.exceptions import SigmaError
-from sigma.rule import SigmaRule
+from sigma.rule import SigmaDetection, SigmaRule
+from sigma.types import SigmaFieldReference
 
 from crmguard.engine.backend import DuckDBBackend
-from crmguard.engine.pipeline import crmguard_pipeline
+from crmguard.engine.pipeline import SOURCES_BY_LOGSOURCE, crmguard_pipeline
 from crmguard.engine.rule_expr import Expr, conjunction, from_sigma, rules_of, to_text
 from crmguard.errors import RuleError
 from crmguard.schema import COLUMN_NAMES, COLUMNS
@@ -161,13 +164,15 @@ def parse_period(text: str | int | None, where: str) -> dt.timedelta:
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def load_rules(dirs: list[Path] | None = None, include_builtin: bool = True) -> list[Rule]:
+def load_rules(dirs: list[Path] | None = None, include_builtin: bool = True) -> RulePack:
     """Load every ``*.yml`` rule under the built-in pack and ``dirs`` (folders, or single rule
     files); compile detections to SQL.
 
-    Returns the rules sorted by id. Raises ``RuleError`` naming the file (and field) of a rule
-    pySigma rejects, that uses a field outside the event schema, or with bad crmguard settings, and
-    naming a path of ``dirs`` that does not exist.
+    Returns the rules sorted by id, as a :class:`RulePack` that also lists the rules skipped because
+    they are written for other logs (``logsource.product`` neither salesforce nor okta). Raises
+    ``RuleError`` naming the file (and field) of a rule pySigma rejects, that uses a field outside
+    the event schema, or with bad crmguard settings, and naming a path of ``dirs`` that does not
+    exist.
     """
     for d in dirs or []:
         if not Path(d).exists():
@@ -195,12 +200,57 @@ def load_rules(dirs: list[Path] | None = None, include_builtin: bool = True) -> 
         collection.resolve_rule_references()
     except SigmaError as exc:
         raise RuleError(f"correlation references: {exc}") from exc
-    rules = [_compile(r, tuning) for r in collection.rules]
+    applicable, skipped = _for_our_logs(collection.rules)
+    rules = [_compile(r, tuning) for r in applicable]
     ids = [r.id for r in rules]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:
         raise RuleError(f"duplicate rule ids: {', '.join(sorted(dupes))}")
-    return sorted(rules, key=lambda r: r.id)
+    return RulePack(sorted(rules, key=lambda r: r.id), skipped)
+
+
+class RulePack(list[Rule]):
+    """The rules :func:`load_rules` loaded, sorted by id, and ``skipped``: (file, product) of each
+    rule left out because it is written for logs crmguard does not read (a Windows or AWS rule
+    in a Sigma checkout), or correlates such rules."""
+
+    def __init__(self, rules: list[Rule], skipped: list[tuple[str, str]]) -> None:
+        super().__init__(rules)
+        self.skipped = tuple(skipped)
+
+    def skipped_note(self) -> str | None:
+        """One line telling how many rules were skipped and for which products, or None."""
+        if not self.skipped:
+            return None
+        products = Counter(product for _, product in self.skipped)
+        listing = ", ".join(f"{p} ({n})" for p, n in sorted(products.items()))
+        return (f"skipped {len(self.skipped)} rule{'s' if len(self.skipped) != 1 else ''} written for logs crmguard "
+                f"does not read: {listing} (it reads product: {', '.join(sorted(PRODUCTS))}, or no product)")
+
+
+PRODUCTS = frozenset({*(product for product, _ in SOURCES_BY_LOGSOURCE), "any"})
+"""The log source products crmguard reads (``any``: every source)."""
+
+
+def _for_our_logs(rules: list[SigmaRule | SigmaCorrelationRule]) -> tuple[list, list[tuple[str, str]]]:
+    """Split ``rules`` into those crmguard can run and (file, product) of the others: detections
+    whose ``logsource.product`` names other logs, and correlations over any such rule."""
+    skipped: dict[int, str] = {}
+    for r in rules:
+        product = (r.logsource.product or "").lower() if isinstance(r, SigmaRule) else ""
+        if product and product not in PRODUCTS:
+            skipped[id(r)] = product
+    changed = True
+    while changed:  # correlations of correlations
+        changed = False
+        for r in rules:
+            if isinstance(r, SigmaCorrelationRule) and id(r) not in skipped:
+                gone = [skipped[id(ref.rule)] for ref in r.referenced_rules if id(ref.rule) in skipped]
+                if gone:
+                    skipped[id(r)] = gone[0]
+                    changed = True
+    return ([r for r in rules if id(r) not in skipped],
+            [(r.custom_attributes.get("_crmguard_path", "?"), skipped[id(r)]) for r in rules if id(r) in skipped])
 
 
 def _tagged(collection: SigmaCollection, path: str) -> SigmaCollection:
@@ -240,7 +290,23 @@ def _compile(rule: SigmaRule | SigmaCorrelationRule, tuning: dict[str, dict[str,
         [condition] = backend.convert_rule(rule)
     except (SigmaError, NotImplementedError) as exc:  # pySigma says "not supported" either way
         raise RuleError(str(exc), file=path) from exc
+    for det in rule.detection.detections.values():
+        for fld in _fields(det):
+            if fld not in COLUMN_NAMES and fld != ACTOR:
+                raise RuleError(f"field {fld!r} is neither an event-schema column nor a vendor field name crmguard "
+                                "maps to one (see docs: the event schema)", file=path, field=fld)
     return Rule(condition=condition, hidden=hidden, **common)
+
+
+def _fields(detection: SigmaDetection) -> Iterator[str]:
+    """The field names a detection (after the pipeline's mapping) reads, field references included."""
+    for item in detection.detection_items:
+        if isinstance(item, SigmaDetection):
+            yield from _fields(item)
+            continue
+        if item.field:
+            yield item.field
+        yield from (v.field for v in item.value if isinstance(v, SigmaFieldReference))
 
 
 def _correlation(rule: SigmaCorrelationRule, path: str) -> Correlation:

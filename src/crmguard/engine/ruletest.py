@@ -265,4 +265,6 @@ def rules_test_command(rule_dirs: list[Path] | None, console: Console) -> int:
     console.print(
         f"{len(results)} rules: {counts['pass']} passed, {counts['fail']} failed, {counts['skip']} without examples"
     )
+    if rules.skipped:
+        console.print(rules.skipped_note(), markup=False, highlight=False)
     return 1 if counts["fail"] else 0

@@ -116,6 +116,8 @@ def watch_command(
                   f"{interval:g} s" + ("; delivering to " + ", ".join(s.name for s in sinks_config.sinks)
                                        if sinks_config else "") + ("" if once else "; Ctrl-C stops"),
                   markup=False, highlight=False, soft_wrap=True)
+        if watcher.rules.skipped:
+            err.print(f"watch: {watcher.rules.skipped_note()}", markup=False, highlight=False, soft_wrap=True)
         previous = {}
         if not once and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
