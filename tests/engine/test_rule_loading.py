@@ -192,3 +192,40 @@ def test_a_field_outside_the_event_schema_is_refused_naming_it(tmp_path: Path, d
     with pytest.raises(RuleError, match="neither an event-schema column nor a vendor field") as exc:
         load_rules([tmp_path], include_builtin=False)
     assert str(bad) in str(exc.value) and exc.value.field in ("Image", "TargetUserName")
+
+
+def test_a_condition_duckdb_cannot_bind_is_named_at_load_not_at_detect(tmp_path: Path) -> None:
+    """The safety net behind the backend: every compiled condition is bound against the event
+    schema when rules load; one that does not bind names its rule's file."""
+    import dataclasses
+
+    from crmguard.engine.rules import _check_conditions
+
+    (tmp_path / "a.yml").write_text(BASE)
+    [rule] = load_rules([tmp_path], include_builtin=False)
+    _check_conditions([rule])  # binds
+    broken = dataclasses.replace(rule, condition='"rows" >= 5 AND no_such_function("username")', path="broken.yml")
+    with pytest.raises(RuleError, match="does not run on the event schema") as exc:
+        _check_conditions([rule, broken])
+    assert exc.value.file == "broken.yml"
+
+
+@pytest.mark.parametrize(("detection", "hits"), [
+    ("rows: '5*'", {"e1"}),                         # a string match on a number reads its text
+    ("rows|re: '^50'", {"e1"}),
+    ("time|startswith: '2025-03-04T08:00'", {"e1"}),  # a time reads as ISO 8601 UTC
+    ("is_anonymizer: 'true'", {"e2"}),
+    ("query|gte: 10", {"e2"}),                      # a comparison on text reads it as a number
+    ("username: 7", {"e2"}),                        # a number on a text column matches its digits
+    ("username|fieldref: rows", {"e2"}),            # fields of two types compare as text
+])
+def test_sigma_values_match_columns_of_another_type(engine_con, tmp_path: Path, detection: str, hits: set) -> None:
+    (tmp_path / "r.yml").write_text(f"title: t\nlogsource: {{product: salesforce}}\ndetection:\n  sel:\n    {detection}\n"
+                                    "  condition: sel\n")
+    [rule] = load_rules([tmp_path], include_builtin=False)
+    con = engine_con.load([
+        {"event_id": "e1", "time": "2025-03-04T08:00:05Z", "source": "salesforce_elf", "rows": 5000, "username": "ana"},
+        {"event_id": "e2", "time": "2025-03-04T09:00:00Z", "source": "salesforce_rtem", "rows": 7, "username": "7",
+         "is_anonymizer": True, "query": "12"},
+    ])
+    assert {r[0] for r in con.execute(f"SELECT event_id FROM events WHERE {rule.condition}").fetchall()} == hits

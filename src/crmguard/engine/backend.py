@@ -6,7 +6,10 @@ registered with ``sigma-cli`` too. Sigma semantics kept: string matches are case
 (``ILIKE``) unless ``|cased``; regular expressions are case-sensitive; ``cidr`` uses the
 ``cidr_match`` macro; ``exists`` tests for NULL (a field absent from a source is NULL there);
 the time-part modifiers (``time|hour: [0, 1, 2]``, ``minute``, ``day``, ``week``, ``month``,
-``year``) read the event time in UTC.
+``year``) read the event time in UTC. Sigma values are loosely typed, the schema's columns are not:
+a string match on a number, boolean or time column reads its text (a time as ISO 8601 UTC,
+``2025-03-04T08:00:00.000000Z``), a comparison (``gte`` ...) on a text column reads it as a number
+(NULL when it is not one), and a number on a text column matches its digits.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
+import pyarrow as pa
 from sigma.conditions import (
     ConditionAND,
     ConditionFieldEqualsValueExpression,
@@ -27,6 +31,29 @@ from sigma.exceptions import SigmaFeatureNotSupportedByBackendError
 from sigma.types import SigmaCasedString, SigmaCompareExpression, SigmaString, TimestampPart
 
 from crmguard.schema import COLUMNS, TIME_TYPE
+
+_TYPES = {c.name: c.type for c in COLUMNS}
+
+
+def _text_view(field: str) -> str | None:
+    """SQL reading a non-text schema column as text, or None for a text (or unknown) field."""
+    kind = _TYPES.get(field)
+    if kind is None or pa.types.is_string(kind):
+        return None
+    if kind == TIME_TYPE:
+        return f"strftime(\"{field}\" AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ')"
+    return f'CAST("{field}" AS VARCHAR)'
+
+
+def _number_view(field: str) -> str | None:
+    """SQL reading a text schema column as a number (NULL when it is not one), or None otherwise."""
+    kind = _TYPES.get(field)
+    return f'TRY_CAST("{field}" AS DOUBLE)' if kind is not None and pa.types.is_string(kind) else None
+
+
+def _retyped(query: Any, field: str, view: str | None) -> Any:
+    """``query`` (a condition that starts by naming ``field``) reading ``view`` instead of the column."""
+    return query.replace(f'"{field}"', view, 1) if view and isinstance(query, str) else query
 
 _LIKE = " ESCAPE '\\'"
 VOCABULARY_FIELDS = frozenset({"source", "category", "action", "outcome"})
@@ -110,7 +137,42 @@ class DuckDBBackend(TextQueryBackend):
         query = super().convert_condition_field_eq_val_str(cond, state)
         if isinstance(query, str) and query.endswith(_LIKE) and "\\" not in query[: -len(_LIKE)]:
             query = query[: -len(_LIKE)]
-        return query
+        return _retyped(query, cond.field, _text_view(cond.field))
+
+    def convert_condition_field_eq_val_str_case_sensitive(self, cond: ConditionFieldEqualsValueExpression,
+                                                          state: ConversionState) -> Any:
+        """Field = cased string, on the text of a non-text column."""
+        return _retyped(super().convert_condition_field_eq_val_str_case_sensitive(cond, state), cond.field,
+                        _text_view(cond.field))
+
+    def convert_condition_field_eq_val_re(self, cond: ConditionFieldEqualsValueExpression,
+                                          state: ConversionState) -> Any:
+        """Field matches a regular expression, on the text of a non-text column."""
+        return _retyped(super().convert_condition_field_eq_val_re(cond, state), cond.field, _text_view(cond.field))
+
+    def convert_condition_field_eq_val_num(self, cond: ConditionFieldEqualsValueExpression,
+                                           state: ConversionState) -> Any:
+        """Field = number; on a column that is not a number, its text equals the number's."""
+        kind = _TYPES.get(cond.field)
+        if kind is None or pa.types.is_integer(kind) or pa.types.is_floating(kind):
+            return super().convert_condition_field_eq_val_num(cond, state)
+        text = _text_view(cond.field) or f'"{cond.field}"'
+        return f"{text} = '{cond.value}'"
+
+    def convert_condition_field_compare_op_val(self, cond: ConditionFieldEqualsValueExpression,
+                                               state: ConversionState) -> Any:
+        """Field compared to a number (gt, gte, lt, lte); a text column is read as a number."""
+        return _retyped(super().convert_condition_field_compare_op_val(cond, state), cond.field,
+                        _number_view(cond.field))
+
+    def convert_condition_field_eq_field(self, cond: ConditionFieldEqualsValueExpression,
+                                         state: ConversionState) -> Any:
+        """Field = another field; of two types, both are compared as text."""
+        other = cond.value.field
+        query = super().convert_condition_field_eq_field(cond, state)
+        if _TYPES.get(cond.field) == _TYPES.get(other):
+            return query
+        return _retyped(_retyped(query, cond.field, _text_view(cond.field)), other, _text_view(other))
 
     def convert_condition_field_eq_val_timestamp_part(self, cond: ConditionFieldEqualsValueExpression,
                                                       state: ConversionState) -> Any:

@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import yaml
 from sigma.collection import SigmaCollection
@@ -38,7 +39,7 @@ from crmguard.engine.backend import DuckDBBackend
 from crmguard.engine.pipeline import SOURCES_BY_LOGSOURCE, crmguard_pipeline
 from crmguard.engine.rule_expr import Expr, conjunction, from_sigma, rules_of, to_text
 from crmguard.errors import RuleError
-from crmguard.schema import COLUMN_NAMES, COLUMNS
+from crmguard.schema import COLUMN_NAMES, COLUMNS, duckdb_type
 
 DEFAULT_DEDUP_PERIOD = dt.timedelta(hours=1)
 ACTOR = "actor"
@@ -206,7 +207,39 @@ def load_rules(dirs: list[Path] | None = None, include_builtin: bool = True) -> 
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:
         raise RuleError(f"duplicate rule ids: {', '.join(sorted(dupes))}")
+    _check_conditions(rules)
     return RulePack(sorted(rules, key=lambda r: r.id), skipped)
+
+
+def _check_conditions(rules: list[Rule]) -> None:
+    """Bind every detection's condition against an empty table of the event schema, all in one
+    query, so a condition DuckDB cannot run (a malformed regular expression, a comparison of
+    incompatible types) is a ``RuleError`` naming its file now, not a failure of the whole pack
+    at detect time; only when that query fails is each condition bound alone to name it."""
+    from crmguard.intel import register_macros
+    from crmguard.sources.sql import connect
+
+    conditions = [r for r in rules if r.condition]
+    if not conditions:
+        return
+    con = connect()
+    try:
+        register_macros(con)
+        columns = ", ".join(f"NULL::{duckdb_type(c)} AS {c.name}" for c in COLUMNS)
+        con.execute(f"CREATE TEMP VIEW events AS SELECT {columns}, NULL::VARCHAR AS {ACTOR} LIMIT 0")
+        try:
+            con.execute("SELECT " + ", ".join(f"({r.condition})" for r in conditions) + " FROM events").fetchall()
+            return
+        except duckdb.Error:
+            pass
+        for r in conditions:
+            try:
+                con.execute(f"SELECT ({r.condition}) FROM events").fetchall()
+            except duckdb.Error as exc:
+                raise RuleError(f"the condition does not run on the event schema: {str(exc).splitlines()[0]}",
+                                file=r.path) from exc
+    finally:
+        con.close()
 
 
 class RulePack(list[Rule]):
