@@ -110,5 +110,5 @@ def test_detect_raises_a_value_sum_correlation_with_the_sum_explained(tmp_path: 
     assert "skipped 1 rule written for logs crmguard does not read: windows (1)" in " ".join(printed.err.split())
     [alert] = [a for a in json.loads(printed.out) if a["rule_id"] == "5b0e2f7c-9d1a-4e8b-a6c3-2f4d8e1b7a90"]
     assert alert["actor"] == "ana@example.com" and alert["event_count"] == 4
-    assert "value_sum of rows over customer_query within 1d (gte 100000)" in alert["explanation"]
+    assert "value_sum of rows over customer_query within 1d (gte 100000): reached 120,000" in alert["explanation"]
     assert "120,000 rows read" in alert["explanation"]

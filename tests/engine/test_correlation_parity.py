@@ -84,9 +84,9 @@ def matches_con(rows: list[tuple]) -> duckdb.DuckDBPyConnection:
 
 def sql_episodes(corr: Correlation, rows: list[tuple]) -> list[tuple]:
     con = matches_con(rows)
-    out = con.execute(f"SELECT grp, first_seen, last_seen, event_count, event_ids FROM ({correlation_sql(corr)}) "
-                      "ORDER BY grp, first_seen").fetchall()
-    return [(tuple(g), f, last, n, tuple(ids)) for g, f, last, n, ids in out]
+    out = con.execute(f"SELECT grp, first_seen, last_seen, event_count, event_ids, fired_value "
+                      f"FROM ({correlation_sql(corr)}) ORDER BY grp, first_seen").fetchall()
+    return [(tuple(g), f, last, n, tuple(ids), v) for g, f, last, n, ids, v in out]
 
 
 def reference_matches(corr: Correlation, rows: list[tuple]) -> list[Match]:
@@ -111,7 +111,8 @@ def normalise(rows: list[tuple]) -> list[tuple]:
 def test_duckdb_and_reference_agree(corr: Correlation, raw: list[tuple]) -> None:
     rows = normalise(raw)
     matches = reference_matches(corr, rows)
-    expected = [(e.group, e.first_seen, e.last_seen, e.event_count, e.event_ids) for e in evaluate(corr, matches)]
+    expected = [(e.group, e.first_seen, e.last_seen, e.event_count, e.event_ids, e.fired_value)
+                for e in evaluate(corr, matches)]
     assert sql_episodes(corr, rows) == expected
 
 
@@ -215,7 +216,7 @@ def _dense_times(rows: list[tuple]) -> list[tuple]:
 @given(corr=dense_correlations, raw=dense_matches)
 def test_metrics_and_extended_conditions_agree_on_dense_matches(corr: Correlation, raw: list[tuple]) -> None:
     rows = _dense_times(normalise(raw))
-    expected = [(e.group, e.first_seen, e.last_seen, e.event_count, e.event_ids)
+    expected = [(e.group, e.first_seen, e.last_seen, e.event_count, e.event_ids, e.fired_value)
                 for e in evaluate(corr, reference_matches(corr, rows))]
     assert sql_episodes(corr, rows) == expected
     sql = possible_sql({"c": corr})

@@ -46,7 +46,9 @@ def correlation_sql(corr: Correlation, matches: str = "mr", where: str = "", agg
     """Return a SELECT over table ``matches`` (one row per (rule, matching event), with columns
     ``rule``, ``time``, ``event_id`` and the event schema) yielding one row per episode:
     ``grp`` (list of group values), ``first_seen``, ``last_seen``, ``event_count``, ``event_ids``,
-    ``fired_at`` (the first match time at which the condition held), then ``aggregates`` (extra SELECT items over the episode's events, e.g. ``sum(rows) AS n``).
+    ``fired_at`` (the first match time at which the condition held), ``fired_value`` (what the
+    condition tested then: the events, values, rules counted or the metric; NULL for an ordered
+    chain or an extended condition), then ``aggregates`` (extra SELECT items over the episode's events, e.g. ``sum(rows) AS n``).
     ``where`` (``" AND ..."``) further filters the matches, e.g. the correlation's allow-list."""
     return f"SELECT * EXCLUDE (corr) FROM ({batch_sql({'_': corr}, matches, where, aggregates)})"
 
@@ -98,12 +100,12 @@ def batch_sql(corrs: dict[str, Correlation], matches: str = "mr", where: str = "
     events = ("SELECT * FROM base" if len(corr.rules) == 1 else
               "SELECT * FROM base QUALIFY row_number() OVER (PARTITION BY k, event_id ORDER BY rule, step) = 1")
     if corr.type == "event_count":
-        firing = (f"SELECT k, time AS t FROM (SELECT k, time, count(*) OVER {window} AS n FROM events) "
+        firing = (f"SELECT k, time AS t, n FROM (SELECT k, time, count(*) OVER {window} AS n FROM events) "
                   f"WHERE n {op} {corr.count}")
     elif corr.type == "value_count":
         firing = _distinct_firing("events", _field(corr.field or ACTOR), span, f"{op} {corr.count}")
     elif corr.type in METRIC_TYPES:
-        firing = (f"SELECT k, time AS t FROM (SELECT k, time, {_metric(corr)} OVER {window} AS n FROM events) "
+        firing = (f"SELECT k, time AS t, n FROM (SELECT k, time, {_metric(corr)} OVER {window} AS n FROM events) "
                   f"WHERE n {op} {corr.count}")
     elif corr.type == "temporal" and corr.expression is not None:
         firing = _expression_firing(corr, window)
@@ -117,13 +119,13 @@ def batch_sql(corrs: dict[str, Correlation], matches: str = "mr", where: str = "
     return f"""
 WITH base AS ({base}),
 events AS ({events}),
-firing AS (SELECT DISTINCT k, t FROM ({firing})),
-marked AS (SELECT k, t, CASE WHEN lag(t) OVER (PARTITION BY k ORDER BY t) >= t - {span} THEN 0 ELSE 1 END AS brk FROM firing),
-episodes AS (SELECT k, t, sum(brk) OVER (PARTITION BY k ORDER BY t, brk DESC ROWS UNBOUNDED PRECEDING) AS ep FROM marked),
-spans AS (SELECT k, ep, min(t) - {span} AS lo, max(t) AS hi FROM episodes GROUP BY k, ep)
+firing AS (SELECT k, t, max(CAST(n AS DOUBLE)) AS n FROM ({firing}) GROUP BY k, t),
+marked AS (SELECT k, t, n, CASE WHEN lag(t) OVER (PARTITION BY k ORDER BY t) >= t - {span} THEN 0 ELSE 1 END AS brk FROM firing),
+episodes AS (SELECT k, t, n, sum(brk) OVER (PARTITION BY k ORDER BY t, brk DESC ROWS UNBOUNDED PRECEDING) AS ep FROM marked),
+spans AS (SELECT k, ep, min(t) - {span} AS lo, max(t) AS hi, arg_min(n, t) AS v FROM episodes GROUP BY k, ep)
 SELECT any_value(e.corr) AS corr, any_value(e.grp) AS grp, min(e.time) AS first_seen, max(e.time) AS last_seen,
        count(*) AS event_count, list(e.event_id ORDER BY e.time, e.event_id) AS event_ids,
-       any_value(s.lo) + {span} AS fired_at{extra}
+       any_value(s.lo) + {span} AS fired_at, any_value(s.v) AS fired_value{extra}
 FROM spans s JOIN events e ON e.k = s.k AND e.time BETWEEN s.lo AND s.hi
 GROUP BY s.k, s.ep"""
 
@@ -207,7 +209,7 @@ def _expression_firing(corr: Correlation, window: str) -> str:
     the group's window [t - T, t]."""
     flags = ", ".join(f"bool_or(rule = '{sql_str(r)}') OVER {window} AS p{i}" for i, r in enumerate(corr.rules))
     test = to_sql(corr.expression or ("and",), lambda r: f"p{corr.rules.index(r)}")
-    return f"SELECT k, time AS t FROM (SELECT k, time, {flags} FROM base) WHERE {test}"
+    return f"SELECT k, time AS t, NULL AS n FROM (SELECT k, time, {flags} FROM base) WHERE {test}"
 
 
 def _distinct_firing(source: str, value: str, span: str, test: str) -> str:
@@ -230,7 +232,7 @@ def _distinct_firing(source: str, value: str, span: str, test: str) -> str:
               UNION ALL SELECT DISTINCT k, time, 1, 0 FROM {source}),
     counted AS (SELECT k, t, ord, sum(d) OVER (PARTITION BY k ORDER BY t, ord
                 ROWS UNBOUNDED PRECEDING) AS n FROM sweep)
-    SELECT k, t FROM counted WHERE ord = 1 AND n {test}"""
+    SELECT k, t, n FROM counted WHERE ord = 1 AND n {test}"""
 
 
 def _ordered_firing(n: int, span: str) -> str:
@@ -245,4 +247,5 @@ def _ordered_firing(n: int, span: str) -> str:
     for i in range(last - 1, -1, -1):
         joins += f" ASOF JOIN s{i} c{i} ON c{i}.k = c{last}.k AND c{i}.time <= c{i + 1}.time"
         query += f", c{i}.time AS t{i}"
-    return f"WITH {', '.join(ctes)} SELECT k, t{last} AS t FROM ({query} {joins}) WHERE t0 >= t{last} - {span}"
+    return (f"WITH {', '.join(ctes)} SELECT k, t{last} AS t, NULL AS n FROM ({query} {joins}) "
+            f"WHERE t0 >= t{last} - {span}")

@@ -32,13 +32,15 @@ class Match:
 
 @dataclass(frozen=True)
 class Episode:
-    """One correlation alert: its group, first/last match times, count and evidence ids."""
+    """One correlation alert: its group, first/last match times, count, evidence ids, and what the
+    condition tested when it first held (None for an ordered chain or an extended condition)."""
 
     group: tuple[str, ...]
     first_seen: dt.datetime
     last_seen: dt.datetime
     event_count: int
     event_ids: tuple[str, ...]
+    fired_value: float | None = None
 
 
 def evaluate(corr: Correlation, matches: list[Match]) -> list[Episode]:
@@ -64,36 +66,42 @@ def evaluate(corr: Correlation, matches: list[Match]) -> list[Episode]:
             lo = first - span
             inside = sorted((e for e in events.values() if lo <= e.time <= last), key=lambda e: (e.time, e.event_id))
             episodes.append(Episode(group, inside[0].time, inside[-1].time, len(inside),
-                                    tuple(e.event_id for e in inside)))
+                                    tuple(e.event_id for e in inside), _value(corr, ms, events, first, span)))
     return episodes
 
 
 def _fires(corr: Correlation, ms: list[Match], events: dict[str, Match], m: Match, span: dt.timedelta) -> bool:
-    t = m.time
-    cmp = _OPS[corr.op]
-    if corr.type == "event_count":
-        return cmp(sum(1 for e in events.values() if t - span <= e.time <= t), corr.count)
-    if corr.type == "value_count":
-        values = {e.value for e in events.values() if t - span <= e.time <= t and e.value is not None}
-        return cmp(len(values), corr.count)
-    if corr.type in METRIC_TYPES:
-        numbers = [float(e.value) for e in events.values() if t - span <= e.time <= t and e.value is not None]
-        return bool(numbers) and cmp(_metric(corr, numbers), corr.count)
-    if corr.type == "temporal" and corr.expression is not None:
-        return holds(corr.expression, {x.rule for x in ms if t - span <= x.time <= t})
-    if corr.type == "temporal":
-        return cmp(len({x.rule for x in ms if t - span <= x.time <= t}), corr.count)
     if corr.type == "temporal_ordered":
         if m.rule != corr.rules[-1]:
             return False
-        bound = t
+        bound = m.time
         for rule in reversed(corr.rules[:-1]):
             before = [x.time for x in ms if x.rule == rule and x.time <= bound]
             if not before:
                 return False
             bound = max(before)
-        return bound >= t - span
-    raise ValueError(corr.type)
+        return bound >= m.time - span
+    if corr.expression is not None:
+        return holds(corr.expression, {x.rule for x in ms if m.time - span <= x.time <= m.time})
+    value = _value(corr, ms, events, m.time, span)
+    return value is not None and _OPS[corr.op](value, corr.count)
+
+
+def _value(corr: Correlation, ms: list[Match], events: dict[str, Match], t: dt.datetime,
+           span: dt.timedelta) -> float | None:
+    """What the condition tests over the window [t - span, t]: events, distinct values or rules
+    counted, or the metric (None when no value is set); None for an ordered chain or an expression."""
+    inside = [e for e in events.values() if t - span <= e.time <= t]
+    if corr.type == "event_count":
+        return len(inside)
+    if corr.type == "value_count":
+        return len({e.value for e in inside if e.value is not None})
+    if corr.type in METRIC_TYPES:
+        numbers = [float(e.value) for e in inside if e.value is not None]
+        return _metric(corr, numbers) if numbers else None
+    if corr.type == "temporal" and corr.expression is None:
+        return len({x.rule for x in ms if t - span <= x.time <= t})
+    return None
 
 
 def _metric(corr: Correlation, numbers: list[float]) -> float:

@@ -414,14 +414,14 @@ def _correlation_alerts(con: duckdb.DuckDBPyConnection, batches: list[tuple[list
     corrs = {r.name: r.correlation for batch, _start in batches for r in batch if r.correlation}
     parts = [
         f"""SELECT corr, grp, first_seen, last_seen, event_count, event_ids[1:{EVIDENCE_LIMIT}] AS event_ids,
-        fired_at, * EXCLUDE (corr, grp, first_seen, last_seen, event_count, event_ids, fired_at)
+        fired_at, fired_value, * EXCLUDE (corr, grp, first_seen, last_seen, event_count, event_ids, fired_at, fired_value)
         FROM ({batch_sql({r.name: r.correlation for r in batch if r.correlation},
                          where=allowlist_sql(batch[0]) + start, aggregates=_CONTEXT, touched=touched)})"""
         for batch, start in batches
     ]
     rows = con.execute(" UNION ALL ".join(f"({part})" for part in parts) + " ORDER BY first_seen").fetchall()
     out = []
-    for name, grp, first, last, n, ids, fired, actor, rows_total, records, objects, ips, apps, agents in rows:
+    for name, grp, first, last, n, ids, fired, value, actor, rows_total, records, objects, ips, apps, agents in rows:
         rule = by_name[name]
         corr = corrs[name]
         dkey = " | ".join(grp)
@@ -430,7 +430,7 @@ def _correlation_alerts(con: duckdb.DuckDBPyConnection, batches: list[tuple[list
             actor = grp[who]
         ctx = {**_context(rows_total, objects, ips, apps, agents),
                "group_by": dict(zip(corr.group_by, grp, strict=True)), "rules": list(corr.rules),
-               "fired_at": iso_z(fired)}
+               "fired_at": iso_z(fired), **({"fired_value": value} if value is not None else {})}
         out.append(Alert(_alert_id(rule.id, dkey, first), rule.id, rule.title, rule.severity, actor, first, last, n,
                          dkey, tuple(ids), tuple(records or ()), explain(rule, actor, n, first, last, ctx), ctx))
     return out
@@ -448,6 +448,12 @@ def _identity_index(corr: Correlation) -> int | None:
     return None
 
 
+def _number(x: object) -> str:
+    """A figure for an explanation: ``120,000``, ``2.5``, ``17.333``."""
+    value = float(x)  # type: ignore[arg-type]
+    return f"{int(value):,}" if value.is_integer() else f"{value:,.3f}".rstrip("0")
+
+
 def explain(rule: Rule, actor: str | None, n: int, first: dt.datetime, last: dt.datetime, ctx: dict[str, object]) -> str:
     """Say in words why the alert fired (who, what, how much, from where, when)."""
     parts = [f"{rule.title}: {n:,} matching event{'s' if n != 1 else ''} by {actor or 'an unknown identity'}"]
@@ -457,6 +463,7 @@ def explain(rule: Rule, actor: str | None, n: int, first: dt.datetime, last: dt.
         if ctx.get(key):
             parts.append(f"{label} {', '.join(str(x) for x in ctx[key])}")  # type: ignore[attr-defined]
     if rule.correlation:
-        parts.append(rule.correlation.describe())
+        reached = ctx.get("fired_value")
+        parts.append(rule.correlation.describe() + (f": reached {_number(reached)}" if reached is not None else ""))
     parts.append(f"between {first:%Y-%m-%d %H:%M:%S} and {last:%Y-%m-%d %H:%M:%S} UTC")
     return "; ".join(parts)
