@@ -378,6 +378,9 @@ def rules_show(
         return EXIT_OK
     out.print(f"[bold]{r.title}[/bold] ({r.level})  id {r.id}  name {r.name}  file {r.path}")
     out.print(r.description)
+    if r.correlation:
+        out.print(f"correlation: {r.correlation.describe()}, grouped by {', '.join(r.correlation.group_by) or '-'}",
+                  markup=False)
     out.print(f"tags: {', '.join(r.tags)}")
     out.print(f"false positives: {'; '.join(r.falsepositives)}")
     out.print(f"dedup: {', '.join(r.dedup_fields)} per {r.dedup_period}; threshold {r.threshold}; allowlist {r.allowlist or '-'}")

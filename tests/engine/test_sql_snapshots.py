@@ -33,3 +33,11 @@ def test_cli_prints_the_same_sql(capsys) -> None:
     rule = RULES[0]
     assert main(["rules", "show", "--rules", str(HERE / "rules"), rule.name, "--sql"]) == 0
     assert capsys.readouterr().out == rule_sql(rule, load_rules([HERE / "rules"])) + "\n"
+
+
+def test_cli_shows_a_correlation_in_words(capsys) -> None:
+    from crmguard.cli import main
+
+    assert main(["rules", "show", "--rules", str(HERE / "rules"), "daily_customer_rows"]) == 0
+    assert ("correlation: value_sum of rows over bulk_pii_read within 1d (gte 250000), grouped by actor"
+            in " ".join(capsys.readouterr().out.split()))
