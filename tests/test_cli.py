@@ -100,6 +100,8 @@ def test_version_prints_the_version_without_a_command(capsys) -> None:
         (["nosuch"], "No such command 'nosuch'"),
         (["ingest", "--bogus", "x.csv"], "No such option: --bogus"),
         (["detect", "--since", "yesterday"], "Invalid value for --since: use ISO 8601"),
+        (["detect", "--since", "2025-03-08", "--until", "2025-03-01"], "Invalid value for --since/--until: --since (2025-03-08) must be before --until"),
+        (["baseline", "update", "--since", "2025-03-08", "--until", "2025-03-08"], "Invalid value for --since/--until"),
         (["intel", "lookup", "192.0.2.1", "--format", "xml"], "Invalid value for --format: must be table, csv or json"),
     ],
 )

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crmguard import __version__
-from crmguard.cli_time import parse_when
+from crmguard.cli_time import parse_when, parse_window
 from crmguard.errors import CrmguardError
 from crmguard.output import progress_bar
 from crmguard.utc import iso_z
@@ -206,8 +206,8 @@ def detect(
 
     ws = resolve(home, lake, state)
     with err.status("running the rules"):
-        result = run_detect(Lake(ws.lake), ws.state, [Path(r) for r in rules or []], parse_when(since, "--since"),
-                            parse_when(until, "--until"), intel_dir=ws.intel)
+        result = run_detect(Lake(ws.lake), ws.state, [Path(r) for r in rules or []], *parse_window(since, until),
+                            intel_dir=ws.intel)
     if json_out:
         sys.stdout.write(alerts_json([a.__dict__ for a in result.alerts]) + "\n")
     else:

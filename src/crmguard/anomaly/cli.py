@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from crmguard.anomaly.score import ALERT_SCORE, HISTORY_DAYS, MIN_FACT_BITS, VOLUME_ALONE_BITS
-from crmguard.cli_time import parse_when
+from crmguard.cli_time import parse_window
 from crmguard.workspace import resolve
 
 baseline_app = typer.Typer(help="Behavioural baselines: learn each identity's normal, alert on deviations.",
@@ -60,8 +60,8 @@ def update_command(
     con = engine_connection(lake_obj)
     intel = load(ws.intel) if ws.intel.exists() else None
     with err.status("updating baselines"):
-        result = run_baselines(con, lake_obj, None if no_alerts else ws.state, parse_when(since, "--since"),
-                               parse_when(until, "--until"), directory=Path(directory) if directory else None,
+        result = run_baselines(con, lake_obj, None if no_alerts else ws.state, *parse_window(since, until),
+                               directory=Path(directory) if directory else None,
                                settings=Settings(history_days=history_days, alert_score=alert_score,
                                                  min_fact_bits=infra_bits, volume_alone_bits=volume_alone),
                                full=full, intel=intel, score=not no_alerts)

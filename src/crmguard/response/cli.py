@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crmguard.cli_time import parse_when
+from crmguard.cli_time import parse_when, parse_window
 from crmguard.errors import ResponseError
 from crmguard.response.incidents import (
     PLACEHOLDER,
@@ -89,7 +89,7 @@ def open_incident(
     ws = resolve(home, lake, state)
     who = by or default_actor()
     users, ips, apps = list(actor or []), list(ip or []), list(app_ or [])
-    start, end, detected, alert_id = parse_when(since, "--since"), parse_when(until, "--until"), None, None
+    (start, end), detected, alert_id = parse_window(since, until), None, None
     timeline: list[tuple[dt.datetime, str, str]] = []
     if from_alert:
         alerts = Store(ws.state)
