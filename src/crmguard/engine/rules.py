@@ -170,7 +170,7 @@ def load_rules(dirs: list[Path] | None = None, include_builtin: bool = True) -> 
     files); compile detections to SQL.
 
     Returns the rules sorted by id, as a :class:`RulePack` that also lists the rules skipped because
-    they are written for other logs (``logsource.product`` neither salesforce nor okta). Raises
+    they are written for other logs (``logsource.product`` other than salesforce, okta or any). Raises
     ``RuleError`` naming the file (and field) of a rule pySigma rejects, that uses a field outside
     the event schema, or with bad crmguard settings, and naming a path of ``dirs`` that does not
     exist.
