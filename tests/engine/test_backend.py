@@ -22,11 +22,15 @@ EVENTS = [
 ]
 
 
-def matching(engine_con, detection: str, logsource: str = "{product: salesforce}") -> set[str]:
+def hits(con, detection: str, logsource: str = "{product: salesforce}") -> set[str]:
+    """Ids of the events of ``con``'s ``events`` view that the Sigma ``detection`` matches."""
     rule = SigmaCollection.from_yaml(f"title: t\nlogsource: {logsource}\ndetection:\n{detection}").rules[0]
     [condition] = DuckDBBackend(processing_pipeline=crmguard_pipeline(), collect_errors=False).convert_rule(rule)
-    con = engine_con.load(EVENTS)
     return {r[0] for r in con.execute(f"SELECT event_id FROM events WHERE {condition}").fetchall()}
+
+
+def matching(engine_con, detection: str, logsource: str = "{product: salesforce}") -> set[str]:
+    return hits(engine_con.load(EVENTS), detection, logsource)
 
 
 @pytest.mark.parametrize(
@@ -77,16 +81,11 @@ def test_time_part_modifiers_read_the_event_time_in_utc(engine_con) -> None:
     con = engine_con.load(events)
     con.execute("SET timezone = 'Asia/Tokyo'")  # 23:30 UTC is 08:30 the next day there
 
-    def hits(detection: str) -> set[str]:
-        rule = SigmaCollection.from_yaml(f"title: t\nlogsource: {{product: salesforce}}\ndetection:\n{detection}").rules[0]
-        [condition] = DuckDBBackend(processing_pipeline=crmguard_pipeline(), collect_errors=False).convert_rule(rule)
-        return {r[0] for r in con.execute(f"SELECT event_id FROM events WHERE {condition}").fetchall()}
-
-    assert hits("  s: {time|hour: [22, 23, 0, 1]}\n  condition: s") == {"night"}
-    assert hits("  s: {time|day: 1}\n  condition: s") == {"night"}
-    assert hits("  s: {time|minute: 5}\n  condition: s") == {"day"}
-    assert hits("  s: {time|month: 3}\n  s2: {time|year: 2025}\n  condition: s and s2") == {"night", "day"}
-    assert hits("  s: {time|week: 10}\n  condition: s") == {"day"}  # ISO week 10 of 2025 starts Monday 3 March
+    assert hits(con, "  s: {time|hour: [22, 23, 0, 1]}\n  condition: s") == {"night"}
+    assert hits(con, "  s: {time|day: 1}\n  condition: s") == {"night"}
+    assert hits(con, "  s: {time|minute: 5}\n  condition: s") == {"day"}
+    assert hits(con, "  s: {time|month: 3}\n  s2: {time|year: 2025}\n  condition: s and s2") == {"night", "day"}
+    assert hits(con, "  s: {time|week: 10}\n  condition: s") == {"day"}  # ISO week 10 of 2025 starts Monday 3 March
 
 
 def test_a_time_part_modifier_on_a_field_that_is_not_a_time_is_refused(tmp_path) -> None:
@@ -109,13 +108,8 @@ def test_regex_flags_fieldref_base64offset_and_windash(engine_con) -> None:
                "user_agent": "sfdx /json --target-org prod", "username": "bob@example.com", "target_user": "eve@example.com"}]
     con = engine_con.load(events)
 
-    def hits(detection: str) -> set[str]:
-        rule = SigmaCollection.from_yaml(f"title: t\nlogsource: {{product: salesforce}}\ndetection:\n{detection}").rules[0]
-        [condition] = DuckDBBackend(processing_pipeline=crmguard_pipeline(), collect_errors=False).convert_rule(rule)
-        return {r[0] for r in con.execute(f"SELECT event_id FROM events WHERE {condition}").fetchall()}
-
-    assert hits("  s: {query|base64offset|contains: 'FROM Contact'}\n  condition: s") == {"enc"}
-    assert hits("  s: {user_agent|windash|contains: ' -json'}\n  condition: s") == {"cli"}
-    assert hits("  s: {username|fieldref: target_user}\n  condition: s") == {"enc"}
-    assert hits("  s: {username|re|i: '^BOB@'}\n  condition: s") == {"cli"}
-    assert hits("  s: {username|re: '^BOB@'}\n  condition: s") == set()
+    assert hits(con, "  s: {query|base64offset|contains: 'FROM Contact'}\n  condition: s") == {"enc"}
+    assert hits(con, "  s: {user_agent|windash|contains: ' -json'}\n  condition: s") == {"cli"}
+    assert hits(con, "  s: {username|fieldref: target_user}\n  condition: s") == {"enc"}
+    assert hits(con, "  s: {username|re|i: '^BOB@'}\n  condition: s") == {"cli"}
+    assert hits(con, "  s: {username|re: '^BOB@'}\n  condition: s") == set()
