@@ -229,15 +229,13 @@ def _check_conditions(rules: list[Rule]) -> None:
         con.execute(f"CREATE TEMP VIEW events AS SELECT {columns}, NULL::VARCHAR AS {ACTOR} LIMIT 0")
         try:
             con.execute("SELECT " + ", ".join(f"({r.condition})" for r in conditions) + " FROM events").fetchall()
-            return
         except duckdb.Error:
-            pass
-        for r in conditions:
-            try:
-                con.execute(f"SELECT ({r.condition}) FROM events").fetchall()
-            except duckdb.Error as exc:
-                raise RuleError(f"the condition does not run on the event schema: {str(exc).splitlines()[0]}",
-                                file=r.path) from exc
+            for r in conditions:
+                try:
+                    con.execute(f"SELECT ({r.condition}) FROM events").fetchall()
+                except duckdb.Error as exc:
+                    raise RuleError(f"the condition does not run on the event schema: {str(exc).splitlines()[0]}",
+                                    file=r.path) from exc
     finally:
         con.close()
 
