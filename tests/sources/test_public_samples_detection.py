@@ -14,7 +14,7 @@ from crmguard.lake import Lake
 
 CASES = "okta/system-log-panther-rule-tests"
 VENDOR_SIGNALS = {"Okta.ThreatInsight.Security.Threat.Detected", "Okta.Refresh.Access.Token.Reuse",
-                  "Okta.User.Reported.Suspicious.Activity"}
+                  "Okta.User.Reported.Suspicious.Activity", "Okta.Phishing.Attempt.Blocked.FastPass"}
 
 
 def test_vendor_threat_signals_alert_on_panthers_positive_cases_only(shared_data: Path, tmp_path: Path) -> None:
@@ -28,5 +28,5 @@ def test_vendor_threat_signals_alert_on_panthers_positive_cases_only(shared_data
     [rule] = [r for r in load_rules() if r.name == "vendor_threat_signal"]
     alerted = {lines.index(json.loads(raw[e])) + 1 for a in run_rules(con, [rule]) for e in a.event_ids}
     expected = {n for n, c in cases.items() if c["rule_id"] in VENDOR_SIGNALS and c["expected_result"]}
-    assert expected == {13, 55, 56, 66}
+    assert expected == {13, 40, 55, 56, 66}
     assert alerted == expected
