@@ -229,3 +229,13 @@ def test_sigma_values_match_columns_of_another_type(engine_con, tmp_path: Path, 
          "is_anonymizer": True, "query": "12"},
     ])
     assert {r[0] for r in con.execute(f"SELECT event_id FROM events WHERE {rule.condition}").fetchall()} == hits
+
+
+def test_a_correlation_over_a_correlation_is_refused_rather_than_never_firing(tmp_path: Path) -> None:
+    (tmp_path / "a.yml").write_text(BASE + "---\n" + CORR)
+    (tmp_path / "b.yml").write_text("title: c\nid: 77777777-7777-4777-8777-777777777777\nlevel: high\ncorrelation:\n"
+                                    "  type: temporal_ordered\n  rules: [repeated_bulk_reads, base_bulk_read]\n"
+                                    "  group-by: [actor]\n  timespan: 1h\n")
+    with pytest.raises(RuleError, match=r"over another correlation \(repeated_bulk_reads\)") as exc:
+        load_rules([tmp_path], include_builtin=False)
+    assert exc.value.file == str(tmp_path / "b.yml") and exc.value.field == "rules"

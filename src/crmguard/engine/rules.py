@@ -345,6 +345,11 @@ def _correlation(rule: SigmaCorrelationRule, path: str) -> Correlation:
     what crmguard cannot evaluate as written."""
     kind = rule.type.name.lower()
     names = {ref.reference: ref.rule.name or str(ref.rule.id) for ref in rule.referenced_rules}
+    chained = [names[ref.reference] for ref in rule.referenced_rules if isinstance(ref.rule, SigmaCorrelationRule)]
+    if chained:
+        # Evaluated as written, it would quietly never fire (its base rules' matches are events).
+        raise RuleError(f"a correlation over another correlation ({', '.join(chained)}) is not supported: "
+                        "correlate the detection rules themselves", file=path, field="rules")
     cond = rule.condition
     expression = None
     if isinstance(cond, SigmaCorrelationCondition):
