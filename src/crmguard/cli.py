@@ -214,8 +214,8 @@ def detect(
         _alert_table([a.__dict__ for a in result.alerts], f"{len(result.alerts)} alerts from {result.rules} rules")
         out.print(f"stored in {ws.state}: {result.stored.created} new, {result.stored.updated} updated, "
                   f"{result.stored.unchanged} already known")
-    if result.skipped:
-        err.print(result.skipped, markup=False, highlight=False)
+    if result.skipped_note:
+        err.print(result.skipped_note, markup=False, highlight=False)
     return EXIT_OK
 
 

@@ -23,8 +23,8 @@ class DetectResult:
     alerts: list[Alert]
     stored: StoreResult
     rules: int
-    skipped: str | None = None
-    """A note on the rules left out as written for other logs (see ``RulePack.skipped_note``)."""
+    skipped_note: str | None = None
+    """A line on the rules left out as written for other logs (see ``RulePack.skipped_note``)."""
 
 
 def memory_limit() -> str:
