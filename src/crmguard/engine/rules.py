@@ -354,11 +354,11 @@ def _correlation(rule: SigmaCorrelationRule, path: str) -> Correlation:
     expression = None
     if isinstance(cond, SigmaCorrelationCondition):
         op, count, fld, percentile = cond.op.name.lower(), cond.count, cond.fieldref, cond.percentile
-        rules = tuple(names.get(ref.reference, ref.reference) for ref in rule.rules or ())
+        rules = tuple(names[ref.reference] for ref in rule.rules or ())
     else:
         expression = from_sigma(cond.parsed, names)
         op, count, fld, percentile = "gte", 1, None, None
-        listed = [names.get(ref.reference, ref.reference) for ref in rule.rules or ()]
+        listed = [names[ref.reference] for ref in rule.rules or ()]
         rules = tuple(listed or rules_of(expression))
         if kind == "temporal_ordered":
             # A chain in order: only rules joined by `and` say one; with `or` / `not` it is open
